@@ -1,0 +1,20 @@
+//! The event log of salesdept: the envelope every fact is stored in, the [`EventStore`] trait
+//! with its PostgreSQL and SQLite implementations, durable subscriptions, and the sales
+//! domain's events and rules.
+//!
+//! This crate knows nothing of HTTP, of configuration files or of any agent.
+
+pub mod domain;
+pub mod envelope;
+pub mod error;
+pub mod store;
+pub mod subscription;
+pub mod upcast;
+
+pub use envelope::{
+    step_event_id, Actor, AppendResult, Checkpoint, ExpectedVersion, LlmUsage, Metadata,
+    NewEvent, RecordedEvent,
+};
+pub use error::StoreError;
+pub use store::{EventStore, Store, StoreTx};
+pub use upcast::Upcasters;

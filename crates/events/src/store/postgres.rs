@@ -1,0 +1,480 @@
+//! The PostgreSQL event store.
+//!
+//! Write path: one append is one INSERT … SELECT FROM UNNEST statement, its own short
+//! transaction and the first write of it. The expected version is enforced by the UNIQUE
+//! (stream_id, stream_version) constraint (plus an EXISTS guard for `Exact`, in the same
+//! statement, so an append can never leave a gap); no lock is taken and nothing is read first.
+//! After the commit, a background task sends one coalesced NOTIFY per burst as a wake-up.
+//!
+//! Read path: the whole log is read in `(transaction_id, global_position)` order, only below
+//! the visibility horizon `pg_snapshot_xmin(pg_current_snapshot())`, so an event whose
+//! transaction commits late is never skipped. A transaction left open anywhere on the server
+//! holds the horizon back and delays readers (it never loses events): set
+//! `idle_in_transaction_session_timeout` on the server; this store sets it on its own sessions.
+
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use super::{validate_append, EventStore};
+use crate::envelope::{AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use crate::error::StoreError;
+use crate::upcast::Upcasters;
+
+/// The NOTIFY channel appends wake readers on.
+pub const NOTIFY_CHANNEL: &str = "salesdept_events";
+
+/// Constraint names from the migration; a unique violation is mapped by these, never by text.
+const STREAM_VERSION_CONSTRAINT: &str = "events_stream_version_key";
+const EVENT_ID_CONSTRAINT: &str = "events_event_id_key";
+
+/// How often an `Any` append is retried when a concurrent writer takes the next version.
+const ANY_VERSION_ATTEMPTS: usize = 32;
+
+const SELECT_COLUMNS: &str = "global_position, transaction_id::text::bigint AS transaction_id, \
+     stream_id, stream_version, event_id, event_type, schema_version, data, metadata, recorded_at";
+
+/// The event log in PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresEventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    upcasters: Upcasters,
+    wake_sender: watch::Sender<u64>,
+    notify_pending: Arc<Notify>,
+}
+
+impl std::fmt::Debug for PostgresEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEventStore").finish_non_exhaustive()
+    }
+}
+
+/// Options of the store's connection pool.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Ends sessions of this store left idle inside a transaction, which would stall readers.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PostgresEventStore {
+    /// Connects with default pool options.
+    pub async fn connect(url: &str, upcasters: Upcasters) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        Self::connect_with(options, PostgresOptions::default(), upcasters).await
+    }
+
+    /// Connects with explicit connection and pool options.
+    pub async fn connect_with(
+        connect: PgConnectOptions,
+        options: PostgresOptions,
+        upcasters: Upcasters,
+    ) -> Result<Self, StoreError> {
+        let timeout = format!("{}ms", options.idle_in_transaction_timeout.as_millis());
+        let connect = connect
+            .application_name("salesdept")
+            .options([("idle_in_transaction_session_timeout", timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self::from_pool(pool, upcasters))
+    }
+
+    /// Wraps an existing pool (tests use the pool `#[sqlx::test]` made). Must be called inside
+    /// a tokio runtime: it starts the NOTIFY sender and listener tasks.
+    pub fn from_pool(pool: PgPool, upcasters: Upcasters) -> Self {
+        let (wake_sender, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            pool,
+            upcasters,
+            wake_sender,
+            notify_pending: Arc::new(Notify::new()),
+        });
+        tokio::spawn(send_notifications(Arc::downgrade(&inner), inner.notify_pending.clone()));
+        tokio::spawn(listen_for_notifications(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Applies `migrations/postgres` (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../../migrations/postgres").run(&self.inner.pool).await?;
+        Ok(())
+    }
+
+    fn woke(&self) {
+        self.inner.wake_sender.send_modify(|count| *count = count.wrapping_add(1));
+        self.inner.notify_pending.notify_one();
+    }
+
+    async fn try_insert(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        columns: &Columns,
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        // The base version the new events follow, chosen by the expectation. Exact checks in the
+        // same statement that version n exists, so an append can never leave a gap; whether
+        // n is the *last* version is decided by the unique constraint on n + 1.
+        const INSERT_HEAD: &str = "INSERT INTO events \
+             (stream_id, stream_version, event_id, event_type, schema_version, data, metadata) \
+             SELECT $1, base.version + e.ordinality, e.event_id, e.event_type, e.schema_version, \
+                    e.data::jsonb, e.metadata::jsonb FROM ";
+        const INSERT_TAIL: &str = " CROSS JOIN UNNEST($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[]) \
+             WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, ordinality) \
+             ORDER BY e.ordinality \
+             RETURNING global_position, stream_version";
+        let (base, version) = match expected {
+            ExpectedVersion::NoStream => ("(SELECT 0::bigint AS version WHERE $7::bigint IS NULL) AS base", None),
+            ExpectedVersion::Exact(version) => (
+                "(SELECT $7::bigint AS version WHERE EXISTS \
+                   (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $7)) AS base",
+                Some(version),
+            ),
+            ExpectedVersion::Any => (
+                "(SELECT COALESCE(MAX(stream_version), 0) AS version FROM events \
+                   WHERE stream_id = $1 AND $7::bigint IS NULL) AS base",
+                None,
+            ),
+        };
+        let sql = format!("{INSERT_HEAD}{base}{INSERT_TAIL}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream_id)
+            .bind(&columns.event_ids)
+            .bind(&columns.event_types)
+            .bind(&columns.schema_versions)
+            .bind(&columns.data)
+            .bind(&columns.metadata)
+            .bind(version)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let mut stored: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        stored.sort_by_key(|&(_, version)| version);
+        Ok(stored)
+    }
+
+    /// After a unique violation: are these exact events already stored (a retried append)?
+    async fn already_stored(
+        &self,
+        stream_id: &str,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendResult>, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let rows = sqlx::query(
+            "SELECT event_id, stream_id, event_type, data, global_position, stream_version \
+             FROM events WHERE event_id = ANY($1) ORDER BY stream_version",
+        )
+        .bind(&ids)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut positions = Vec::with_capacity(rows.len());
+        let mut last_version = 0;
+        for row in &rows {
+            let event_id: Uuid = row.try_get("event_id")?;
+            let stored_stream: String = row.try_get("stream_id")?;
+            let stored_type: String = row.try_get("event_type")?;
+            let stored_data: Value = row.try_get("data")?;
+            let matches = stored_stream == stream_id
+                && events.iter().any(|event| {
+                    event.event_id == event_id
+                        && event.event_type == stored_type
+                        && event.data == stored_data
+                });
+            if !matches {
+                return Err(StoreError::DuplicateEventId {
+                    event_id,
+                    stored_stream_id: stored_stream,
+                });
+            }
+            positions.push(row.try_get::<i64, _>("global_position")?);
+            last_version = row.try_get::<i64, _>("stream_version")?;
+        }
+        if rows.len() != events.len() {
+            // Part of the batch is stored: this is not a retry of one earlier append.
+            let stored: Uuid = rows[0].try_get("event_id")?;
+            return Err(StoreError::DuplicateEventId {
+                event_id: stored,
+                stored_stream_id: stream_id.to_owned(),
+            });
+        }
+        Ok(Some(AppendResult {
+            stream_version: last_version,
+            global_positions: positions,
+            already_stored: true,
+        }))
+    }
+}
+
+/// The append's events as parallel arrays for UNNEST.
+struct Columns {
+    event_ids: Vec<Uuid>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i32>,
+    data: Vec<String>,
+    metadata: Vec<String>,
+}
+
+impl Columns {
+    fn of(events: &[NewEvent]) -> Result<Self, StoreError> {
+        let mut columns = Columns {
+            event_ids: Vec::with_capacity(events.len()),
+            event_types: Vec::with_capacity(events.len()),
+            schema_versions: Vec::with_capacity(events.len()),
+            data: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            columns.event_ids.push(event.event_id);
+            columns.event_types.push(event.event_type.clone());
+            columns.schema_versions.push(event.schema_version);
+            columns.data.push(event.data.to_string());
+            columns.metadata.push(
+                serde_json::to_string(&event.metadata)
+                    .map_err(|error| StoreError::InvalidAppend(error.to_string()))?,
+            );
+        }
+        Ok(columns)
+    }
+}
+
+fn violated_constraint(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(database) if database.code().as_deref() == Some("23505") => {
+            database.constraint().map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    #[tracing::instrument(skip_all, fields(stream_id, events = events.len(), %expected), err)]
+    async fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        validate_append(stream_id, &events)?;
+        let columns = Columns::of(&events)?;
+        for _ in 0..ANY_VERSION_ATTEMPTS {
+            match self.try_insert(stream_id, expected, &columns).await {
+                Ok(stored) if stored.is_empty() => {
+                    // Exact(n) where version n does not exist, or NoStream never inserts nothing.
+                    if let Some(result) = self.already_stored(stream_id, &events).await? {
+                        return Ok(result);
+                    }
+                    return Err(StoreError::Conflict {
+                        stream_id: stream_id.to_owned(),
+                        expected,
+                        actual: self.stream_version(stream_id).await?,
+                    });
+                }
+                Ok(stored) => {
+                    self.woke();
+                    return Ok(AppendResult {
+                        stream_version: stored.last().map_or(0, |&(_, version)| version),
+                        global_positions: stored.into_iter().map(|(position, _)| position).collect(),
+                        already_stored: false,
+                    });
+                }
+                Err(error) => match violated_constraint(&error).as_deref() {
+                    Some(EVENT_ID_CONSTRAINT) | Some(STREAM_VERSION_CONSTRAINT) => {
+                        if let Some(result) = self.already_stored(stream_id, &events).await? {
+                            return Ok(result);
+                        }
+                        if expected != ExpectedVersion::Any {
+                            return Err(StoreError::Conflict {
+                                stream_id: stream_id.to_owned(),
+                                expected,
+                                actual: self.stream_version(stream_id).await?,
+                            });
+                        }
+                        // Any: a concurrent writer took the next version; go again.
+                    }
+                    _ => return Err(error.into()),
+                },
+            }
+        }
+        Err(StoreError::Conflict {
+            stream_id: stream_id.to_owned(),
+            expected,
+            actual: self.stream_version(stream_id).await?,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: i64,
+        limit: Option<i64>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 \
+             ORDER BY stream_version LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream_id)
+            .bind(from_version)
+            .bind(limit)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter().map(|row| self.decode_row(row)).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, global_position LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.transaction_id.to_string())
+            .bind(after.global_position)
+            .bind(limit)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter().map(|row| self.decode_row(row)).collect()
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&self.inner.pool)
+                .await?;
+        Ok(version)
+    }
+
+    fn wake_ups(&self) -> watch::Receiver<u64> {
+        self.inner.wake_sender.subscribe()
+    }
+}
+
+impl PostgresEventStore {
+    fn decode_row(&self, row: &PgRow) -> Result<RecordedEvent, StoreError> {
+        let global_position: i64 = row.try_get(0)?;
+        let event_type: String = row.try_get(5)?;
+        let metadata: Value = row.try_get(8)?;
+        let metadata: Metadata =
+            serde_json::from_value(metadata).map_err(|error| StoreError::Decode {
+                event_type: event_type.clone(),
+                global_position,
+                message: format!("metadata: {error}"),
+            })?;
+        let recorded_at: DateTime<Utc> = row.try_get(9)?;
+        let mut event = RecordedEvent {
+            global_position,
+            transaction_id: row.try_get(1)?,
+            stream_id: row.try_get(2)?,
+            stream_version: row.try_get(3)?,
+            event_id: row.try_get(4)?,
+            event_type,
+            schema_version: row.try_get(6)?,
+            data: row.try_get(7)?,
+            metadata,
+            recorded_at,
+        };
+        self.inner.upcasters.upcast(&mut event)?;
+        Ok(event)
+    }
+}
+
+/// Sends one NOTIFY per burst of appends: every append stores a permit; one statement drains
+/// however many appends came in while the previous one ran.
+async fn send_notifications(inner: Weak<Inner>, pending: Arc<Notify>) {
+    loop {
+        pending.notified().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&inner.pool)
+            .await;
+        if let Err(error) = sent {
+            if inner.pool.is_closed() {
+                return;
+            }
+            // Readers fall back to polling; a lost wake-up only delays them.
+            tracing::debug!(%error, "NOTIFY failed");
+        }
+    }
+}
+
+/// Turns NOTIFYs from any process into local wake-ups.
+async fn listen_for_notifications(inner: Weak<Inner>) {
+    let mut listener = {
+        let Some(strong) = inner.upgrade() else { return };
+        match PgListener::connect_with(&strong.pool).await {
+            Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                Ok(()) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, "LISTEN failed; readers will poll");
+                    return;
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot open the LISTEN connection; readers will poll");
+                return;
+            }
+        }
+    };
+    loop {
+        // Wake periodically to notice that the store was dropped; a notification lost to a
+        // timeout or a reconnect only delays readers until their next poll.
+        let received = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
+        let Some(strong) = inner.upgrade() else { return };
+        if strong.pool.is_closed() {
+            return;
+        }
+        match received {
+            Ok(Ok(_notification)) => {
+                strong.wake_sender.send_modify(|count| *count = count.wrapping_add(1));
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "LISTEN connection lost; reconnecting");
+                drop(strong);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(_elapsed) => {}
+        }
+    }
+}
