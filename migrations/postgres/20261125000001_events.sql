@@ -56,6 +56,7 @@ CREATE TABLE dead_letters (
     error            text        NOT NULL,
     attempts         int         NOT NULL,
     parked_at        timestamptz NOT NULL DEFAULT now(),
+    retry_requested_at timestamptz,
     resolved_at      timestamptz,
     CONSTRAINT dead_letters_once UNIQUE (subscription, event_id)
 );

@@ -3,4 +3,7 @@
 
 pub mod values;
 
-pub use values::{AccountId, Classification, Confidence, Intent, InvalidValue, LinkedInUrl, QualityScore, Sentiment};
+pub use values::{
+    AccountId, Classification, Confidence, Intent, InvalidValue, LinkedInUrl, QualityScore,
+    Sentiment,
+};

@@ -19,13 +19,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
-use tokio::sync::{watch, Notify};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::{validate_append, EventStore};
-use crate::envelope::{AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use super::{EventStore, validate_append};
+use crate::envelope::{
+    AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+};
 use crate::error::StoreError;
 use crate::upcast::Upcasters;
 
@@ -115,7 +117,10 @@ impl PostgresEventStore {
             wake_sender,
             notify_pending: Arc::new(Notify::new()),
         });
-        tokio::spawn(send_notifications(Arc::downgrade(&inner), inner.notify_pending.clone()));
+        tokio::spawn(send_notifications(
+            Arc::downgrade(&inner),
+            inner.notify_pending.clone(),
+        ));
         tokio::spawn(listen_for_notifications(Arc::downgrade(&inner)));
         Self { inner }
     }
@@ -126,12 +131,16 @@ impl PostgresEventStore {
 
     /// Applies `migrations/postgres` (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../../migrations/postgres").run(&self.inner.pool).await?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&self.inner.pool)
+            .await?;
         Ok(())
     }
 
     fn woke(&self) {
-        self.inner.wake_sender.send_modify(|count| *count = count.wrapping_add(1));
+        self.inner
+            .wake_sender
+            .send_modify(|count| *count = count.wrapping_add(1));
         self.inner.notify_pending.notify_one();
     }
 
@@ -153,7 +162,10 @@ impl PostgresEventStore {
              ORDER BY e.ordinality \
              RETURNING global_position, stream_version";
         let (base, version) = match expected {
-            ExpectedVersion::NoStream => ("(SELECT 0::bigint AS version WHERE $7::bigint IS NULL) AS base", None),
+            ExpectedVersion::NoStream => (
+                "(SELECT 0::bigint AS version WHERE $7::bigint IS NULL) AS base",
+                None,
+            ),
             ExpectedVersion::Exact(version) => (
                 "(SELECT $7::bigint AS version WHERE EXISTS \
                    (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $7)) AS base",
@@ -308,7 +320,10 @@ impl EventStore for PostgresEventStore {
                     self.woke();
                     return Ok(AppendResult {
                         stream_version: stored.last().map_or(0, |&(_, version)| version),
-                        global_positions: stored.into_iter().map(|(position, _)| position).collect(),
+                        global_positions: stored
+                            .into_iter()
+                            .map(|(position, _)| position)
+                            .collect(),
                         already_stored: false,
                     });
                 }
@@ -442,7 +457,9 @@ async fn send_notifications(inner: Weak<Inner>, pending: Arc<Notify>) {
 /// Turns NOTIFYs from any process into local wake-ups.
 async fn listen_for_notifications(inner: Weak<Inner>) {
     let mut listener = {
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         match PgListener::connect_with(&strong.pool).await {
             Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
                 Ok(()) => listener,
@@ -461,13 +478,17 @@ async fn listen_for_notifications(inner: Weak<Inner>) {
         // Wake periodically to notice that the store was dropped; a notification lost to a
         // timeout or a reconnect only delays readers until their next poll.
         let received = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         if strong.pool.is_closed() {
             return;
         }
         match received {
             Ok(Ok(_notification)) => {
-                strong.wake_sender.send_modify(|count| *count = count.wrapping_add(1));
+                strong
+                    .wake_sender
+                    .send_modify(|count| *count = count.wrapping_add(1));
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "LISTEN connection lost; reconnecting");
