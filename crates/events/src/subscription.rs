@@ -202,6 +202,7 @@ impl Subscription {
     }
 
     /// One batch: lease, retries of parked events, then up to `batch_size` new events.
+    #[tracing::instrument(level = "debug", skip_all, fields(subscription = %self.name))]
     async fn catch_up_once(&self) -> Result<CatchUp, SubscriptionError> {
         let mut checkpoint = self.acquire_lease().await?;
         let retried = self.retry_requested_dead_letters().await?;
@@ -217,7 +218,6 @@ impl Subscription {
         if events.is_empty() {
             return Ok(pass);
         }
-        let _span = tracing::debug_span!("subscription_batch", subscription = %self.name, events = events.len()).entered();
         let mut context = HandlerContext::new(self.store.clone());
         let mut failed_at = None;
         for (index, event) in events.iter().enumerate() {

@@ -41,6 +41,39 @@ fn fast_options() -> SubscriptionOptions {
     }
 }
 
+/// Reads the whole log once at least `expected` events are visible. PostgreSQL's visibility
+/// horizon is cluster-wide, so a short transaction of a test running in parallel in another
+/// database may hold readers back for a moment.
+async fn read_settled(store: &Store, expected: usize) -> Vec<RecordedEvent> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let all = read_everything(store).await;
+        if all.len() >= expected || tokio::time::Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Catches up until `handled + parked` reaches `expected` (see [`read_settled`]).
+async fn settle(
+    subscription: &Subscription,
+    expected: u64,
+) -> salesdept_events::subscription::CatchUp {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut total = salesdept_events::subscription::CatchUp::default();
+    loop {
+        let pass = subscription.catch_up().await.unwrap();
+        total.handled += pass.handled;
+        total.parked += pass.parked;
+        total.checkpoint = pass.checkpoint;
+        if total.handled + total.parked >= expected || tokio::time::Instant::now() > deadline {
+            return total;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn read_everything(store: &Store) -> Vec<RecordedEvent> {
     let mut all = Vec::new();
     let mut after = Checkpoint::START;
@@ -250,7 +283,7 @@ mod suite {
                 .already_stored
         );
         assert_eq!(store.read_stream("s", 1, None).await.unwrap().len(), 3);
-        assert_eq!(read_everything(store).await.len(), 3);
+        assert_eq!(read_settled(store, 3).await.len(), 3);
         // Same id, different content: refused, nothing written.
         let mut tampered = batch[0].clone();
         tampered.data = json!({ "n": 99 });
@@ -270,7 +303,7 @@ mod suite {
                 .await,
             Err(StoreError::DuplicateEventId { .. })
         ));
-        assert_eq!(read_everything(store).await.len(), 3);
+        assert_eq!(read_settled(store, 3).await.len(), 3);
     }
 
     pub async fn invalid_appends_are_refused(store: &Store) {
@@ -305,7 +338,7 @@ mod suite {
                 .await
                 .unwrap();
         }
-        let all = read_everything(store).await;
+        let all = read_settled(store, 20).await;
         assert_eq!(all.len(), 20);
         assert!(
             all.windows(2)
@@ -344,7 +377,7 @@ mod suite {
         let recorder = Arc::new(Recorder::default());
         let first = Subscription::new("resume", store.clone(), recorder.clone())
             .with_options(fast_options());
-        let pass = first.catch_up().await.unwrap();
+        let pass = settle(&first, 10).await;
         assert_eq!(pass.handled, 10);
         first.release_lease().await.unwrap();
         drop(first);
@@ -355,7 +388,7 @@ mod suite {
         // A new runner (a restarted process) continues from the stored checkpoint.
         let second = Subscription::new("resume", store.clone(), recorder.clone())
             .with_options(fast_options());
-        assert_eq!(second.catch_up().await.unwrap().handled, 5);
+        assert_eq!(settle(&second, 5).await.handled, 5);
         let seen: Vec<i64> = recorder
             .seen
             .lock()
@@ -367,13 +400,13 @@ mod suite {
         let checkpoint = stored_checkpoint(store, "resume").await.unwrap();
         assert_eq!(
             checkpoint,
-            read_everything(store).await.last().unwrap().checkpoint()
+            read_settled(store, 15).await.last().unwrap().checkpoint()
         );
         // Another subscription starts from the beginning.
         let other = Arc::new(Recorder::default());
         let fresh =
             Subscription::new("other", store.clone(), other.clone()).with_options(fast_options());
-        assert_eq!(fresh.catch_up().await.unwrap().handled, 15);
+        assert_eq!(settle(&fresh, 15).await.handled, 15);
     }
 
     pub async fn only_one_runner_holds_the_lease(store: &Store) {
@@ -383,7 +416,7 @@ mod suite {
             .unwrap();
         let holder = Subscription::new("leased", store.clone(), Arc::new(Recorder::default()))
             .with_options(fast_options());
-        holder.catch_up().await.unwrap();
+        settle(&holder, 3).await;
         let rival_handler = Arc::new(Recorder::default());
         let rival = Subscription::new("leased", store.clone(), rival_handler.clone())
             .with_options(fast_options());
@@ -408,7 +441,7 @@ mod suite {
         recorder.failing.store(true, Ordering::SeqCst);
         let subscription =
             Subscription::new("dlq", store.clone(), recorder.clone()).with_options(fast_options());
-        let pass = subscription.catch_up().await.unwrap();
+        let pass = settle(&subscription, 12).await;
         assert_eq!(pass.parked, 1);
         assert_eq!(pass.handled, 11);
         let seen: Vec<i64> = recorder
@@ -464,7 +497,7 @@ mod suite {
         let subscription =
             Subscription::new("rows", store.clone(), Arc::new(RowWriter { fail_on: 4 }))
                 .with_options(fast_options());
-        let pass = subscription.catch_up().await.unwrap();
+        let pass = settle(&subscription, 10).await;
         assert_eq!((pass.handled, pass.parked), (9, 1));
         let rows: Vec<i64> = match store {
             Store::Postgres(s) => {
