@@ -7,3 +7,8 @@ pub use values::{
     AccountId, Classification, Confidence, Intent, InvalidValue, LinkedInUrl, QualityScore,
     Sentiment,
 };
+
+/// The upcasters of the domain's stored events.
+pub fn upcasters() -> crate::Upcasters {
+    crate::Upcasters::new()
+}
