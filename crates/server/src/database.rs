@@ -1,8 +1,8 @@
 //! Opening the event store a command names.
 
 use anyhow::Context;
-use salesdept_events::store::{redact_url, DEFAULT_SQLITE_PATH};
-use salesdept_events::{domain, Store};
+use salesdept_events::store::{DEFAULT_SQLITE_PATH, redact_url};
+use salesdept_events::{Store, domain};
 
 use crate::cli::GlobalArgs;
 

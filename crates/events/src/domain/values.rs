@@ -270,15 +270,23 @@ fn percent_decode(text: &str) -> String {
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        if bytes[index] == b'%' && index + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[index + 1..index + 3], 16) {
+        let escaped = (bytes[index] == b'%' && index + 2 < bytes.len())
+            .then(|| {
+                let high = (bytes[index + 1] as char).to_digit(16)?;
+                let low = (bytes[index + 2] as char).to_digit(16)?;
+                u8::try_from(high * 16 + low).ok()
+            })
+            .flatten();
+        match escaped {
+            Some(byte) => {
                 decoded.push(byte);
                 index += 3;
-                continue;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
             }
         }
-        decoded.push(bytes[index]);
-        index += 1;
     }
     String::from_utf8_lossy(&decoded).into_owned()
 }
@@ -355,6 +363,14 @@ mod tests {
             "https://www.linkedin.com/in/maya-lindqvist-d1"
         );
         assert_eq!(normal[0].hash().len(), 64);
+    }
+
+    #[test]
+    fn percent_escapes_decode_and_odd_bytes_do_not_panic() {
+        let url =
+            LinkedInUrl::parse("https://www.linkedin.com/in/J%C3%BCrgen-M%C3%BCller").unwrap();
+        assert_eq!(url.as_str(), "https://www.linkedin.com/in/jürgen-müller");
+        assert!(LinkedInUrl::parse("https://www.linkedin.com/in/x%é%").is_ok());
     }
 
     #[test]

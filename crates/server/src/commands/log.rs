@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use chrono::Utc;
 use salesdept_events::{
     Actor, Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
@@ -29,12 +29,16 @@ async fn append(store: &impl EventStore, args: &AppendArgs) -> anyhow::Result<()
         .parse()
         .map_err(|message: String| anyhow::anyhow!(message))?;
     let actor = match &args.actor {
-        Some(actor) => actor.parse::<Actor>().map_err(|message| anyhow::anyhow!(message))?,
+        Some(actor) => actor
+            .parse::<Actor>()
+            .map_err(|message| anyhow::anyhow!(message))?,
         None => Actor::human(std::env::var("USER").unwrap_or_else(|_| "cli".to_owned())),
     };
     let mut metadata = Metadata::new(actor, Utc::now());
     if let Some(extra) = &args.metadata {
-        let Value::Object(extra) = serde_json::from_str(extra).context("--metadata is not valid JSON")? else {
+        let Value::Object(extra) =
+            serde_json::from_str(extra).context("--metadata is not valid JSON")?
+        else {
             bail!("--metadata must be a JSON object");
         };
         metadata.extra.extend(extra);
@@ -59,7 +63,11 @@ async fn append(store: &impl EventStore, args: &AppendArgs) -> anyhow::Result<()
         _ => writeln!(
             out,
             "{} {} to {} at version {}",
-            if result.already_stored { "already stored:" } else { "appended" },
+            if result.already_stored {
+                "already stored:"
+            } else {
+                "appended"
+            },
             event_id,
             args.stream,
             result.stream_version
