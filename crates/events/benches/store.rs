@@ -256,6 +256,8 @@ async fn main() {
         0.9,
     );
 
+    subscription_lag(&store, connect_for_lag(&server, &name)).await;
+
     store.pool().close().await;
     bare_pool.close().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -265,4 +267,123 @@ async fn main() {
         )))
         .await
         .unwrap();
+}
+
+fn connect_for_lag(server: &str, database: &str) -> PgConnectOptions {
+    PgConnectOptions::from_str(server)
+        .unwrap()
+        .database(database)
+}
+
+/// Records when each event reached the handler.
+struct LagRecorder {
+    lags: std::sync::Mutex<Vec<Duration>>,
+    sent_at: std::sync::Mutex<std::collections::HashMap<Uuid, Instant>>,
+}
+
+#[async_trait::async_trait]
+impl salesdept_events::Handler for LagRecorder {
+    async fn handle(
+        &self,
+        event: &salesdept_events::RecordedEvent,
+        _: &mut salesdept_events::HandlerContext,
+    ) -> Result<(), salesdept_events::HandlerError> {
+        let now = Instant::now();
+        if let Some(sent) = self.sent_at.lock().unwrap().get(&event.event_id) {
+            self.lags
+                .lock()
+                .unwrap()
+                .push(now.saturating_duration_since(*sent));
+        }
+        Ok(())
+    }
+}
+
+/// Appends at 1,000 events/s through one store while a subscription runs on a second store
+/// (its own pool, woken by NOTIFY/LISTEN as another process would be), and prints the lag from
+/// the append returning to the handler seeing the event.
+async fn subscription_lag(writer: &PostgresEventStore, reader_connect: PgConnectOptions) {
+    use std::sync::Arc;
+    let reader = PostgresEventStore::connect_with(
+        reader_connect,
+        PostgresOptions {
+            max_connections: 4,
+            ..PostgresOptions::default()
+        },
+        Upcasters::new(),
+    )
+    .await
+    .unwrap();
+    let recorder = Arc::new(LagRecorder {
+        lags: Default::default(),
+        sent_at: Default::default(),
+    });
+    let reader_store = salesdept_events::Store::Postgres(reader.clone());
+    // Start the subscription at the head so only the timed events count.
+    let subscription =
+        salesdept_events::Subscription::new("lag-probe", reader_store, recorder.clone())
+            .with_options(salesdept_events::SubscriptionOptions {
+                poll_interval: Duration::from_millis(500),
+                batch_size: 1000,
+                ..Default::default()
+            });
+    subscription.catch_up().await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runner = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move { subscription.run(cancel).await })
+    };
+    let rate = 1000u32;
+    let seconds = 5u32;
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate as u64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut in_flight = Vec::new();
+    for n in 0..(rate * seconds) as usize {
+        ticker.tick().await;
+        let writer = writer.clone();
+        let recorder = recorder.clone();
+        in_flight.push(tokio::spawn(async move {
+            let event = new_event(n);
+            let id = event.event_id;
+            writer
+                .append(
+                    &format!("lag-{}", n % 50),
+                    ExpectedVersion::Any,
+                    vec![event],
+                )
+                .await
+                .unwrap();
+            recorder.sent_at.lock().unwrap().insert(id, Instant::now());
+        }));
+    }
+    for task in in_flight {
+        task.await.unwrap();
+    }
+    let achieved = (rate * seconds) as f64 / started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorder.lags.lock().unwrap().len() < (rate * seconds) as usize
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    runner.await.unwrap().unwrap();
+    let mut lags = recorder.lags.lock().unwrap().clone();
+    lags.sort();
+    let at = |q: f64| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)];
+    println!(
+        "subscription lag at {achieved:.0} appends/s   p50 {:>6.1} ms   p99 {:>6.1} ms   max {:>6.1} ms   ({} of {} seen)   (target p99 <= 50 ms) {}",
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        lags.last().unwrap().as_secs_f64() * 1e3,
+        lags.len(),
+        rate * seconds,
+        if at(0.99) <= Duration::from_millis(50) {
+            "ok"
+        } else {
+            "ABOVE TARGET"
+        }
+    );
+    reader.pool().close().await;
 }
