@@ -38,7 +38,10 @@ impl SimulatedClock {
     /// Moves time forward to `time`; a time in the past leaves the clock where it is, so time
     /// never runs backwards.
     pub fn advance_to(&self, time: DateTime<Utc>) {
-        let mut now = self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut now = self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if time > *now {
             *now = time;
         }
@@ -52,7 +55,10 @@ impl SimulatedClock {
 
 impl Clock for SimulatedClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -62,13 +68,19 @@ mod tests {
 
     #[test]
     fn simulated_time_moves_only_forward_and_is_shared() {
-        let start = DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").unwrap().with_timezone(&Utc);
+        let start = DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let clock = SimulatedClock::starting_at(start);
         let view = clock.clone();
         clock.advance_by(Duration::minutes(7));
         assert_eq!(view.now(), start + Duration::minutes(7));
         clock.advance_to(start);
-        assert_eq!(view.now(), start + Duration::minutes(7), "time never runs backwards");
+        assert_eq!(
+            view.now(),
+            start + Duration::minutes(7),
+            "time never runs backwards"
+        );
     }
 
     #[test]

@@ -37,6 +37,25 @@ pub trait Handler: Send + Sync {
         event: &RecordedEvent,
         context: &mut HandlerContext,
     ) -> Result<(), HandlerError>;
+
+    /// Handles a batch in log order. The default calls [`Handler::handle`] for each event; a
+    /// SQL projection overrides it to load and write its rows once per batch instead of once
+    /// per event. On failure it returns the index of the event that failed, and the events
+    /// before that index must have been handled in this context (their rows written in its
+    /// transaction, if it took one): the runner keeps that work — re-running those events when
+    /// it had to roll their transaction back — and retries the failing event alone.
+    async fn handle_batch(
+        &self,
+        events: &[RecordedEvent],
+        context: &mut HandlerContext,
+    ) -> Result<(), (usize, HandlerError)> {
+        for (index, event) in events.iter().enumerate() {
+            self.handle(event, context)
+                .await
+                .map_err(|error| (index, error))?;
+        }
+        Ok(())
+    }
 }
 
 /// Given to a handler with each event: the store, and on request the transaction the
@@ -219,13 +238,7 @@ impl Subscription {
             return Ok(pass);
         }
         let mut context = HandlerContext::new(self.store.clone());
-        let mut failed_at = None;
-        for (index, event) in events.iter().enumerate() {
-            if let Err(error) = self.handler.handle(event, &mut context).await {
-                failed_at = Some((index, error));
-                break;
-            }
-        }
+        let failed_at = self.handler.handle_batch(&events, &mut context).await.err();
         let Some((index, error)) = failed_at else {
             let last = events.last().expect("not empty").checkpoint();
             self.commit(context, last).await?;
@@ -242,16 +255,16 @@ impl Subscription {
                     tx.rollback().await?;
                 }
                 let mut redo = HandlerContext::new(self.store.clone());
-                for event in &events[..index] {
-                    if let Err(error) = self.handler.handle(event, &mut redo).await {
-                        // The handler failed on an event it had just handled: let the next round
-                        // start over from the last checkpoint.
-                        tracing::warn!(subscription = %self.name, %error, "handler failed on redo");
-                        if let Some(tx) = redo.tx.take() {
-                            tx.rollback().await?;
-                        }
-                        return Ok(pass);
+                if let Err((_, error)) =
+                    self.handler.handle_batch(&events[..index], &mut redo).await
+                {
+                    // The handler failed on events it had just handled: let the next round start
+                    // over from the last checkpoint.
+                    tracing::warn!(subscription = %self.name, %error, "handler failed on redo");
+                    if let Some(tx) = redo.tx.take() {
+                        tx.rollback().await?;
                     }
+                    return Ok(pass);
                 }
                 self.commit(redo, before).await?;
             } else {
@@ -272,7 +285,12 @@ impl Subscription {
             backoff = (backoff * 2).min(self.options.max_backoff);
             attempts += 1;
             let mut context = HandlerContext::new(self.store.clone());
-            match self.handler.handle(failing, &mut context).await {
+            match self
+                .handler
+                .handle_batch(std::slice::from_ref(failing), &mut context)
+                .await
+                .map_err(|(_, error)| error)
+            {
                 Ok(()) => {
                     self.commit(context, failing.checkpoint()).await?;
                     pass.handled += 1;
@@ -511,7 +529,11 @@ impl Subscription {
             let event = read_event_at(&self.store, letter.global_position).await?;
             let mut context = HandlerContext::new(self.store.clone());
             let outcome = match event {
-                Some(event) => self.handler.handle(&event, &mut context).await,
+                Some(event) => self
+                    .handler
+                    .handle_batch(std::slice::from_ref(&event), &mut context)
+                    .await
+                    .map_err(|(_, error)| error),
                 None => Err("the parked event is no longer in the log".into()),
             };
             let mut tx = match context.tx.take() {

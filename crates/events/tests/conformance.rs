@@ -145,6 +145,58 @@ impl Handler for RowWriter {
     }
 }
 
+/// The same projection written once per batch: one INSERT for all rows of the batch.
+struct BatchRowWriter {
+    fail_on: i64,
+    batches: AtomicU64,
+}
+
+#[async_trait]
+impl Handler for BatchRowWriter {
+    async fn handle(
+        &self,
+        event: &RecordedEvent,
+        context: &mut HandlerContext,
+    ) -> Result<(), HandlerError> {
+        self.handle_batch(std::slice::from_ref(event), context)
+            .await
+            .map_err(|(_, error)| error)
+    }
+
+    async fn handle_batch(
+        &self,
+        events: &[RecordedEvent],
+        context: &mut HandlerContext,
+    ) -> Result<(), (usize, HandlerError)> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        let mut numbers: Vec<i64> = events
+            .iter()
+            .map(|e| e.data["n"].as_i64().unwrap_or(-1))
+            .collect();
+        // The contract: on failure at `index`, the events before it are handled in this context.
+        let poison = numbers.iter().position(|&n| n == self.fail_on);
+        if let Some(index) = poison {
+            numbers.truncate(index);
+        }
+        let list = serde_json::to_string(&numbers).unwrap();
+        let tx = context
+            .transaction()
+            .await
+            .map_err(|error| (0, error.into()))?;
+        let written = match tx {
+            StoreTx::Postgres(tx) => sqlx::query("INSERT INTO projected (n) SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)")
+                .bind(&list).execute(&mut **tx).await.map(drop),
+            StoreTx::Sqlite(tx) => sqlx::query("INSERT INTO projected (n) SELECT value FROM json_each(?1)")
+                .bind(&list).execute(&mut **tx).await.map(drop),
+        };
+        written.map_err(|error| (0, error.into()))?;
+        match poison {
+            Some(index) => Err((index, "poison event".into())),
+            None => Ok(()),
+        }
+    }
+}
+
 mod suite {
     use super::*;
 
@@ -517,6 +569,52 @@ mod suite {
         assert_eq!(rows, vec![0, 1, 2, 3, 5, 6, 7, 8, 9]);
     }
 
+    pub async fn batch_projection_writes_once_per_batch(store: &Store) {
+        match store {
+            Store::Postgres(s) => sqlx::query("CREATE TABLE projected (n bigint NOT NULL UNIQUE)")
+                .execute(s.pool())
+                .await
+                .map(drop),
+            Store::Sqlite(s) => sqlx::query("CREATE TABLE projected (n INTEGER NOT NULL UNIQUE)")
+                .execute(s.write_pool())
+                .await
+                .map(drop),
+        }
+        .unwrap();
+        store
+            .append("s", ExpectedVersion::NoStream, events("a", 0..20))
+            .await
+            .unwrap();
+        let handler = Arc::new(BatchRowWriter {
+            fail_on: 9,
+            batches: AtomicU64::new(0),
+        });
+        let subscription = Subscription::new("batched", store.clone(), handler.clone())
+            .with_options(fast_options());
+        let pass = settle(&subscription, 20).await;
+        assert_eq!((pass.handled, pass.parked), (19, 1));
+        let rows: Vec<i64> = match store {
+            Store::Postgres(s) => {
+                sqlx::query_scalar("SELECT n FROM projected ORDER BY n")
+                    .fetch_all(s.pool())
+                    .await
+            }
+            Store::Sqlite(s) => {
+                sqlx::query_scalar("SELECT n FROM projected ORDER BY n")
+                    .fetch_all(s.read_pool())
+                    .await
+            }
+        }
+        .unwrap();
+        assert_eq!(rows, (0..20).filter(|&n| n != 9).collect::<Vec<_>>());
+        // Batches of 7: far fewer handler calls than events, even with the retries of event 9.
+        assert!(
+            handler.batches.load(Ordering::SeqCst) < 12,
+            "{}",
+            handler.batches.load(Ordering::SeqCst)
+        );
+    }
+
     pub async fn upcasters_apply_on_read(store: &Store, upcast_store: &Store) {
         let old = event("contact_found", 1);
         let mut old = old.with_schema_version(1);
@@ -598,6 +696,7 @@ both_stores!(
     only_one_runner_holds_the_lease,
     failing_event_is_parked_and_subscription_moves_on,
     projection_rows_commit_with_the_checkpoint,
+    batch_projection_writes_once_per_batch,
 );
 
 #[sqlx::test(migrations = "../../migrations/postgres")]
