@@ -8,12 +8,7 @@ use serde_json::Value;
 
 /// The binary cargo built for this test run.
 fn binary() -> PathBuf {
-    let mut path = std::env::current_exe().expect("test binary path");
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join(format!("salesdept{}", std::env::consts::EXE_SUFFIX))
+    PathBuf::from(env!("CARGO_BIN_EXE_salesdept"))
 }
 
 fn salesdept(dir: &Path, database: Option<&str>, args: &[&str]) -> Output {
