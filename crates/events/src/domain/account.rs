@@ -819,3 +819,142 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::envelope::Actor;
+
+    /// Small caps and a time zone away from UTC, so that every limit binds in short runs.
+    fn limits() -> AccountLimits {
+        AccountLimits {
+            messages_per_day: 6,
+            invitations_per_day: 3,
+            invitations_per_window: 8,
+            working_hours: WorkingHours::in_time_zone(chrono_tz::Europe::Berlin),
+            ..AccountLimits::default()
+        }
+    }
+
+    /// Checks every limit on a recorded history, as of each reservation.
+    fn check_history(
+        history: &[AccountEvent],
+        limits: &AccountLimits,
+    ) -> Result<(), TestCaseError> {
+        let hours = &limits.working_hours;
+        let mut active: Vec<&SendSlotReserved> = Vec::new();
+        let mut previous: Option<&SendSlotReserved> = None;
+        let mut released: HashSet<Uuid> = HashSet::new();
+        for event in history {
+            match event {
+                AccountEvent::SendSlotReserved(slot) => {
+                    prop_assert!(
+                        hours.contains(slot.at),
+                        "{} is outside working hours",
+                        slot.at
+                    );
+                    if let Some(previous) = previous {
+                        let not_before = previous.at + TimeDelta::seconds(previous.gap_seconds);
+                        prop_assert!(slot.at >= not_before, "{} before {not_before}", slot.at);
+                    }
+                    let gap = TimeDelta::seconds(slot.gap_seconds);
+                    prop_assert!(limits.min_gap <= gap && gap <= limits.max_gap);
+                    active.push(slot);
+                    let same_day = active
+                        .iter()
+                        .filter(|other| {
+                            other.action == slot.action
+                                && hours.local_date(other.at) == hours.local_date(slot.at)
+                        })
+                        .count() as u32;
+                    let cap = match slot.action {
+                        SendAction::Message => limits.messages_per_day,
+                        SendAction::Invitation => limits.invitations_per_day,
+                    };
+                    prop_assert!(same_day <= cap, "{same_day} {:?} on one day", slot.action);
+                    let in_window = active
+                        .iter()
+                        .filter(|other| {
+                            other.action == SendAction::Invitation
+                                && other.at > slot.at - limits.invitation_window
+                        })
+                        .count() as u32;
+                    prop_assert!(
+                        in_window <= limits.invitations_per_window,
+                        "{in_window} invitations in a week"
+                    );
+                    previous = Some(slot);
+                }
+                AccountEvent::SendSlotReleased(release) => {
+                    prop_assert!(released.insert(release.slot_id), "released twice");
+                    active.retain(|slot| slot.slot_id != release.slot_id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn no_sequence_of_reservations_breaks_the_limits(
+            steps in prop::collection::vec(
+                (
+                    // Mostly minutes apart (the gap and the daily caps bind), sometimes hours
+                    // or days (new days, the weekly window, nights and weekends).
+                    prop_oneof![8 => 0..20i64, 2 => 20..600i64, 1 => 600..3000i64],
+                    any::<bool>(),
+                    0.0..=1.0f64,
+                    0..8u8,
+                ),
+                1..300,
+            ),
+        ) {
+            let limits = limits();
+            let mut now: DateTime<Utc> = "2026-11-23T07:30:00Z".parse().unwrap();
+            let mut state = AccountState::default();
+            let mut history = Vec::new();
+            for (minutes, invitation, fraction, release) in steps {
+                now += TimeDelta::minutes(minutes);
+                // Now and then a send fails and its slot is given back.
+                let command: AccountCommand = match (release, state.slots.last()) {
+                    (0, Some(last)) => ReleaseSendSlot {
+                        slot_id: last.slot_id,
+                        reason: ReleaseReason::SendFailed,
+                    }
+                    .into(),
+                    _ => ReserveSendSlot {
+                        slot_id: Uuid::now_v7(),
+                        lead_id: Uuid::now_v7(),
+                        action: if invitation { SendAction::Invitation } else { SendAction::Message },
+                        gap: limits.gap_from_fraction(fraction),
+                        limits: limits.clone(),
+                    }
+                    .into(),
+                };
+                match state.decide(&command, &DecisionContext::new(now, Actor::agent("outreach"))) {
+                    Ok(events) => {
+                        for event in events {
+                            state = state.evolve(&event);
+                            history.push(event);
+                        }
+                    }
+                    Err(DomainError::RateLimited { retry_at, .. }) => {
+                        prop_assert!(retry_at > now, "retry at {retry_at}, not after {now}");
+                    }
+                    Err(DomainError::OutsideWorkingHours { next_opening }) => {
+                        prop_assert!(next_opening > now && limits.working_hours.contains(next_opening));
+                    }
+                    Err(other) => prop_assert!(false, "unexpected refusal {other:?}"),
+                }
+            }
+            check_history(&history, &limits)?;
+            prop_assert_eq!(AccountState::fold(&history), state);
+        }
+    }
+}

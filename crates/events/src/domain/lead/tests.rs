@@ -1969,3 +1969,327 @@ fn the_fold_of_a_whole_journey_is_deterministic() {
     let events = one_of_each();
     assert_eq!(LeadState::fold(&events), LeadState::fold(&events));
 }
+
+// --- properties: whatever the order of commands, the rules hold ----------------------------------
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::event::DecisionContext;
+    use crate::envelope::Actor;
+
+    /// One thing that may happen to a lead, with its parameters drawn at random.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Classify(usize),
+        Score(f64),
+        Allocate,
+        Invite(usize),
+        Accept,
+        Withdraw(bool),
+        Draft(u128, bool, bool),
+        Approve(u128, bool),
+        Reject(u128),
+        Send(u128, u8),
+        Fail(u128, bool),
+        ScheduleFollowUp,
+        Respond(u8),
+        Analyse(u32, usize),
+        Notify,
+        Move(usize),
+        Close(bool),
+        MarkDoNotContact,
+        Note,
+        Override(usize),
+        Forget,
+    }
+
+    /// Steps weighted so that journeys get far (sends, follow-ups, replies, the pipeline)
+    /// before a stop (do-not-contact, close, forget) ends them.
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            1 => (0..3usize).prop_map(Step::Classify),
+            1 => (1.0..=10.0f64).prop_map(Step::Score),
+            2 => Just(Step::Allocate),
+            4 => (0..320usize).prop_map(Step::Invite),
+            3 => Just(Step::Accept),
+            1 => any::<bool>().prop_map(Step::Withdraw),
+            8 => (0..4u128, any::<bool>(), 0..4u8).prop_map(|(slot, follow_up, review)| Step::Draft(slot, follow_up, review == 0)),
+            5 => (0..4u128, any::<bool>()).prop_map(|(slot, edited)| Step::Approve(slot, edited)),
+            1 => (0..4u128).prop_map(Step::Reject),
+            10 => (0..4u128, 0..3u8).prop_map(|(slot, id)| Step::Send(slot, id)),
+            1 => (0..4u128, any::<bool>()).prop_map(|(slot, unknown)| Step::Fail(slot, unknown)),
+            2 => Just(Step::ScheduleFollowUp),
+            1 => (0..3u8).prop_map(Step::Respond),
+            2 => (1..4u32, 0..6usize).prop_map(|(number, intent)| Step::Analyse(number, intent)),
+            2 => Just(Step::Notify),
+            2 => (0..3usize).prop_map(Step::Move),
+            1 => any::<bool>().prop_map(Step::Close),
+            1 => (0..2u8).prop_map(|roll| if roll == 0 { Step::MarkDoNotContact } else { Step::Note }),
+            1 => Just(Step::Note),
+            1 => (0..3usize).prop_map(Step::Override),
+            1 => (0..20u8).prop_map(|roll| if roll == 0 { Step::Forget } else { Step::Note }),
+        ]
+    }
+
+    /// Mostly minutes between two steps, sometimes days, so that delays and expiries both
+    /// pass and are tried too early.
+    fn pause() -> impl Strategy<Value = TimeDelta> {
+        prop_oneof![
+            6 => Just(TimeDelta::minutes(7)),
+            2 => Just(TimeDelta::days(1)),
+            1 => Just(TimeDelta::days(3)),
+            1 => Just(TimeDelta::days(8)),
+        ]
+    }
+
+    fn command(step: &Step) -> LeadCommand {
+        let follow_ups = FollowUpPolicy::default();
+        match step.clone() {
+            Step::Classify(index) => LeadCommand::Classify {
+                classification: Classification::ALL[index],
+                confidence: Confidence::parse(0.7).unwrap(),
+                rationale: None,
+            },
+            Step::Score(score) => LeadCommand::Score {
+                score: QualityScore::parse(score).unwrap(),
+                factors: BTreeMap::new(),
+                rationale: None,
+            },
+            Step::Allocate => LeadCommand::Allocate {
+                assigned_to: "outreach".into(),
+                priority: Priority::Medium,
+                reason: String::new(),
+            },
+            Step::Invite(length) => LeadCommand::RecordInvitationSent {
+                account_id: account(),
+                slot_id: Uuid::now_v7(),
+                provider_message_id: format!("inv-{}", Uuid::now_v7()),
+                note: Some("n".repeat(length)),
+                policy: InvitationPolicy::default(),
+            },
+            Step::Accept => LeadCommand::RecordInvitationAccepted,
+            Step::Withdraw(expired) => LeadCommand::WithdrawInvitation {
+                reason: if expired {
+                    WithdrawalReason::Expired
+                } else {
+                    WithdrawalReason::Manual
+                },
+                policy: InvitationPolicy::default(),
+            },
+            Step::Draft(slot, follow_up, review) => LeadCommand::DraftMessage {
+                draft_id: draft_id(slot),
+                kind: if follow_up {
+                    MessageKind::FollowUp
+                } else {
+                    MessageKind::Initial
+                },
+                text: format!("draft {slot}"),
+                review: if review {
+                    Review::Required {
+                        reason: "check".into(),
+                    }
+                } else {
+                    Review::NotNeeded
+                },
+                policy: follow_ups,
+            },
+            Step::Approve(slot, edited) => LeadCommand::ApproveMessage {
+                draft_id: draft_id(slot),
+                edited_text: edited.then(|| "edited".to_owned()),
+            },
+            Step::Reject(slot) => LeadCommand::RejectMessage {
+                draft_id: draft_id(slot),
+                reason: None,
+            },
+            Step::Send(slot, id) => LeadCommand::RecordMessageSent {
+                draft_id: draft_id(slot),
+                account_id: account(),
+                slot_id: Uuid::now_v7(),
+                provider_message_id: format!("msg-{slot}-{id}"),
+                policy: follow_ups,
+            },
+            Step::Fail(slot, unknown) => LeadCommand::RecordSendFailure {
+                kind: SendKind::Initial,
+                account_id: account(),
+                draft_id: Some(draft_id(slot)),
+                slot_id: None,
+                outcome: if unknown {
+                    SendOutcome::Unknown
+                } else {
+                    SendOutcome::Failed
+                },
+                error: "timeout".into(),
+            },
+            Step::ScheduleFollowUp => LeadCommand::ScheduleFollowUp { policy: follow_ups },
+            Step::Respond(id) => LeadCommand::RecordResponse {
+                provider_message_id: Some(format!("reply-{id}")),
+                text: "a reply".into(),
+            },
+            Step::Analyse(number, intent) => LeadCommand::AnalyseResponse {
+                response_number: number,
+                sentiment: Sentiment::Neutral,
+                intent: Intent::ALL[intent],
+                confidence: Confidence::parse(0.6).unwrap(),
+                rationale: None,
+                hand_over_to: "alice".into(),
+            },
+            Step::Notify => LeadCommand::NotifyHuman {
+                recipient: "alice".into(),
+                channel: "email".into(),
+            },
+            Step::Move(index) => LeadCommand::MoveToStage {
+                stage: PipelineStage::ALL[index],
+            },
+            Step::Close(won) => LeadCommand::Close {
+                outcome: if won {
+                    CloseOutcome::Won
+                } else {
+                    CloseOutcome::Lost
+                },
+                reason: None,
+            },
+            Step::MarkDoNotContact => LeadCommand::MarkDoNotContact { reason: None },
+            Step::Note => LeadCommand::AddNote {
+                text: "note".into(),
+            },
+            Step::Override(index) => LeadCommand::OverrideClassification {
+                classification: Classification::ALL[index],
+                reason: None,
+            },
+            Step::Forget => LeadCommand::Forget,
+        }
+    }
+
+    /// Checks the outreach rules on a whole recorded history.
+    fn check_history(
+        history: &[LeadEvent],
+        connected_at_discovery: bool,
+    ) -> Result<(), TestCaseError> {
+        let policy = FollowUpPolicy::default();
+        let invitations = InvitationPolicy::default();
+        let mut allocated = false;
+        let mut connected = connected_at_discovery;
+        let mut stopped_by: Option<&'static str> = None;
+        let mut initial_messages = 0;
+        let mut follow_ups = 0;
+        let mut last_sent: Option<DateTime<Utc>> = None;
+        let mut replied = false;
+        let mut qualified = false;
+        let mut notified = 0;
+        let mut last_withdrawal: Option<DateTime<Utc>> = None;
+        for event in history {
+            let outreach = matches!(
+                event,
+                LeadEvent::MessageSent(_)
+                    | LeadEvent::InvitationSent(_)
+                    | LeadEvent::MessageDrafted(_)
+                    | LeadEvent::MessageApproved(_)
+                    | LeadEvent::FollowUpScheduled(_)
+                    | LeadEvent::LeadAllocation(_)
+            );
+            if let Some(stop) = stopped_by {
+                prop_assert!(!outreach, "{} after {stop}", event.event_type());
+            }
+            match event {
+                LeadEvent::LeadAllocation(_) => allocated = true,
+                LeadEvent::InvitationAccepted(_) => connected = true,
+                LeadEvent::InvitationWithdrawn(withdrawn) => {
+                    last_withdrawal = Some(withdrawn.withdrawn_at)
+                }
+                LeadEvent::InvitationSent(sent) => {
+                    prop_assert!(allocated, "invitation to an unallocated lead");
+                    prop_assert!(!connected, "invitation to a connection");
+                    let note = sent.pii.message_text.as_deref().unwrap_or("");
+                    prop_assert!(note.chars().count() <= invitations.max_note_chars);
+                    if let Some(withdrawn_at) = last_withdrawal {
+                        prop_assert!(
+                            sent.sent_at >= withdrawn_at + invitations.reinvite_after,
+                            "re-invited too soon"
+                        );
+                    }
+                }
+                LeadEvent::MessageSent(sent) => {
+                    prop_assert!(allocated, "message to an unallocated lead");
+                    prop_assert!(
+                        !replied || sent.kind == MessageKind::Initial,
+                        "follow-up after a reply"
+                    );
+                    match sent.kind {
+                        MessageKind::Initial => {
+                            initial_messages += 1;
+                            prop_assert!(connected, "first message to a stranger");
+                        }
+                        MessageKind::FollowUp => {
+                            follow_ups += 1;
+                            let last = last_sent.expect("a follow-up follows a message");
+                            prop_assert!(
+                                sent.sent_at >= last + policy.delay,
+                                "follow-up too early"
+                            );
+                        }
+                    }
+                    prop_assert!(initial_messages <= 1, "a second first message");
+                    prop_assert!(follow_ups <= policy.max_follow_ups, "too many follow-ups");
+                    last_sent = Some(sent.sent_at);
+                }
+                LeadEvent::FollowUpScheduled(_) => {
+                    prop_assert!(!replied, "follow-up scheduled after a reply")
+                }
+                LeadEvent::ResponseReceived(_) => replied = true,
+                LeadEvent::LeadQualified(_) => qualified = true,
+                LeadEvent::HumanNotified(_) => {
+                    notified += 1;
+                    prop_assert!(qualified && notified == 1, "notified twice or unqualified");
+                }
+                LeadEvent::LeadClosed(closed) => {
+                    prop_assert!(
+                        closed.outcome == CloseOutcome::Lost || qualified,
+                        "won without a hand-over"
+                    );
+                    stopped_by = Some("lead_closed");
+                }
+                LeadEvent::DoNotContact(_) => stopped_by = Some("do_not_contact"),
+                LeadEvent::LeadForgotten(_) => stopped_by = Some("lead_forgotten"),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn no_order_of_commands_breaks_the_outreach_rules(
+            connected in any::<bool>(),
+            allocated_already in 0..4u8,
+            steps in prop::collection::vec((pause(), step(), any::<bool>()), 1..120),
+        ) {
+            let mut now = at("2026-11-02T09:00:00Z");
+            // Most journeys start allocated; the others must get there by the rules.
+            let mut history = vec![discovered(connected), classified(Classification::Speaker), scored(7.0)];
+            if allocated_already > 0 {
+                history.push(allocated());
+            }
+            let mut state = LeadState::fold(&history);
+            for (pause, step, human) in &steps {
+                now += *pause;
+                let actor = if *human { Actor::human("alice") } else { Actor::agent("outreach") };
+                let context = DecisionContext::new(now, actor);
+                if let Ok(events) = state.decide(&command(step), &context) {
+                    for event in events {
+                        let back = LeadEvent::from_data(event.event_type(), event.to_data());
+                        prop_assert_eq!(back.as_ref(), Ok(&event));
+                        state = state.evolve(&event);
+                        history.push(event);
+                    }
+                }
+            }
+            check_history(&history, connected)?;
+            // Deciding and evolving step by step is the same as folding the history.
+            prop_assert_eq!(&LeadState::fold(&history), &state);
+        }
+    }
+}
