@@ -46,7 +46,7 @@ pub trait DomainEvent: Clone + fmt::Debug + PartialEq + Send + Sync + Sized + 's
     }
 
     /// Reads a stored event. The store must have upcast it to the current schema version (open
-    /// it with [`crate::domain::upcasters`]); an older body is refused rather than misread.
+    /// it with [`crate::domain::upcasters()`]); an older body is refused rather than misread.
     fn from_recorded(event: &RecordedEvent) -> Result<Self, StoreError> {
         let decode_error = |message: String| StoreError::Decode {
             event_type: event.event_type.clone(),
@@ -258,11 +258,12 @@ impl CommandMetadata {
 
     /// The metadata stored with each event.
     pub fn event_metadata(&self) -> Metadata {
-        Metadata::new(self.actor.clone(), self.occurred_at)
+        let mut metadata = Metadata::new(self.actor.clone(), self.occurred_at)
             .with_traceparent(self.traceparent.clone())
-            .with_llm(self.llm.clone())
-            .pipe_option(self.correlation_id, Metadata::with_correlation)
-            .pipe_option(self.causation_id, Metadata::with_causation)
+            .with_llm(self.llm.clone());
+        metadata.correlation_id = self.correlation_id;
+        metadata.causation_id = self.causation_id;
+        metadata
     }
 
     /// The id of the `index`-th event of this command: deterministic for a step (the first is
@@ -289,17 +290,6 @@ impl CommandMetadata {
             .collect()
     }
 }
-
-trait PipeOption: Sized {
-    fn pipe_option<T>(self, value: Option<T>, apply: impl FnOnce(Self, T) -> Self) -> Self {
-        match value {
-            Some(value) => apply(self, value),
-            None => self,
-        }
-    }
-}
-
-impl PipeOption for Metadata {}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! The `lead-<uuid>` stream: one prospect's journey, from discovery to a closed deal or a
 //! do-not-contact, as typed events ([`LeadEvent`]), the folded [`LeadState`] and the rules in
-//! [`LeadState::decide`] (see [`LeadCommand`]).
+//! `decide` of [`LeadState`] (see [`LeadCommand`]).
 //!
 //! Every event body keeps the person's personal fields in its `pii` object; the top level holds
 //! only what auditors and projections may read in clear.
@@ -201,7 +201,7 @@ impl Default for InvitationPolicy {
 }
 
 /// A LinkedIn profile became this lead (after its URL was reserved). Schema version 2: the
-/// name and URL moved into `pii` (see [`crate::domain::upcasters`]).
+/// name and URL moved into `pii` (see [`crate::domain::upcasters()`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeadDiscovered {
     pub lead_id: Uuid,
