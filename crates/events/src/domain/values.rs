@@ -425,6 +425,15 @@ mod tests {
     }
 
     #[test]
+    fn percent_escapes_are_decoded_without_splitting_characters() {
+        let url = LinkedInUrl::parse("https://www.linkedin.com/in/j%C3%B6rg-m").unwrap();
+        assert_eq!(url.as_str(), "https://www.linkedin.com/in/jörg-m");
+        // A '%' followed by a multi-byte character is kept as it is, not a panic.
+        let url = LinkedInUrl::parse("https://www.linkedin.com/in/a%aé").unwrap();
+        assert!(url.as_str().ends_with("/in/a%aé"), "{url}");
+    }
+
+    #[test]
     fn account_ids_are_checked() {
         assert!(AccountId::parse("primary-1").is_ok());
         assert!(AccountId::parse("Primary").is_err());
