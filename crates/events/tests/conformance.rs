@@ -481,6 +481,54 @@ mod suite {
         assert_eq!(rival.catch_up().await.unwrap().handled, 0);
     }
 
+    pub async fn a_crashed_runners_lease_expires_and_is_fenced(store: &Store) {
+        store
+            .append("s", ExpectedVersion::NoStream, events("a", 0..3))
+            .await
+            .unwrap();
+        let short_lease = SubscriptionOptions {
+            lease_ttl: std::time::Duration::from_millis(300),
+            ..fast_options()
+        };
+        let crashed_handler = Arc::new(Recorder::default());
+        let crashed = Subscription::new("crash", store.clone(), crashed_handler.clone())
+            .with_options(short_lease.clone());
+        settle(&crashed, 3).await;
+        // The runner dies without releasing its lease: a rival is refused until it expires.
+        let rival_handler = Arc::new(Recorder::default());
+        let rival = Subscription::new("crash", store.clone(), rival_handler.clone())
+            .with_options(short_lease);
+        assert!(matches!(
+            rival.catch_up().await,
+            Err(SubscriptionError::LeaseHeld { .. })
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        store
+            .append("s", ExpectedVersion::Any, events("a", 3..5))
+            .await
+            .unwrap();
+        assert_eq!(
+            settle(&rival, 2).await.handled,
+            2,
+            "the rival takes over from the checkpoint"
+        );
+        // The old runner comes back: it cannot take the lease while the rival holds it, so it
+        // never handles or checkpoints anything twice.
+        assert!(matches!(
+            crashed.catch_up().await,
+            Err(SubscriptionError::LeaseHeld { .. })
+        ));
+        assert_eq!(crashed_handler.seen.lock().unwrap().len(), 3);
+        let rival_seen: Vec<i64> = rival_handler
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(rival_seen, vec![3, 4]);
+    }
+
     pub async fn failing_event_is_parked_and_subscription_moves_on(store: &Store) {
         store
             .append("s", ExpectedVersion::NoStream, events("a", 0..12))
@@ -694,6 +742,7 @@ both_stores!(
     read_all_from_checkpoint,
     subscription_resumes_after_restart,
     only_one_runner_holds_the_lease,
+    a_crashed_runners_lease_expires_and_is_fenced,
     failing_event_is_parked_and_subscription_moves_on,
     projection_rows_commit_with_the_checkpoint,
     batch_projection_writes_once_per_batch,
