@@ -33,6 +33,15 @@ pub enum Command {
     /// Low-level access to the event log.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration directory; print the effective settings as YAML.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]

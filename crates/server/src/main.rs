@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod config;
 mod database;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ async fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Migrate => commands::migrate::run(&cli.global).await,
         Command::Log(log) => commands::log::run(&cli.global, log).await,
+        Command::Config(cli::ConfigCommand::Check) => commands::config::check(&cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
