@@ -225,9 +225,8 @@ async fn main() {
             after = last.get(0);
             for row in &rows {
                 let _: (String, i64, Uuid, String, i32) = (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
-                let _: (Value, Value, chrono::DateTime<Utc>) = (row.get(6), row.get(7), row.get(8));
-                let metadata: Value = row.get(7);
-                let _: Metadata = serde_json::from_value(metadata).unwrap();
+                let _: (Value, chrono::DateTime<Utc>) = (row.get(6), row.get(8));
+                let _: sqlx::types::Json<Metadata> = row.get(7);
             }
             count += rows.len();
         }

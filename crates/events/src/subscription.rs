@@ -100,6 +100,8 @@ pub struct SubscriptionOptions {
     pub poll_interval: Duration,
     /// How long a lease lasts without renewal; a crashed runner's lease frees after this.
     pub lease_ttl: Duration,
+    /// How often parked events marked for retry are looked for.
+    pub dead_letter_check_interval: Duration,
 }
 
 impl Default for SubscriptionOptions {
@@ -111,6 +113,7 @@ impl Default for SubscriptionOptions {
             max_backoff: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             lease_ttl: Duration::from_secs(30),
+            dead_letter_check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -144,6 +147,11 @@ pub struct CatchUp {
 pub struct Subscription {
     name: String,
     owner: String,
+    /// The lease as this runner last renewed it: when, and the checkpoint it then committed.
+    /// Within a third of the lease's lifetime nobody else can hold it, so a round needs no
+    /// round trip to take it again; every checkpoint write renews it (fenced by owner).
+    lease: std::sync::Mutex<Option<(std::time::Instant, Checkpoint)>>,
+    dead_letters_checked: std::sync::Mutex<Option<std::time::Instant>>,
     store: Store,
     handler: Arc<dyn Handler>,
     options: SubscriptionOptions,
@@ -154,6 +162,8 @@ impl Subscription {
         Self {
             name: name.into(),
             owner: format!("{}-{}", std::process::id(), Uuid::new_v4()),
+            lease: std::sync::Mutex::new(None),
+            dead_letters_checked: std::sync::Mutex::new(None),
             store,
             handler,
             options: SubscriptionOptions::default(),
@@ -223,8 +233,12 @@ impl Subscription {
     /// One batch: lease, retries of parked events, then up to `batch_size` new events.
     #[tracing::instrument(level = "debug", skip_all, fields(subscription = %self.name))]
     async fn catch_up_once(&self) -> Result<CatchUp, SubscriptionError> {
-        let mut checkpoint = self.acquire_lease().await?;
-        let retried = self.retry_requested_dead_letters().await?;
+        let mut checkpoint = self.lease_checkpoint().await?;
+        let retried = if self.dead_letter_check_due() {
+            self.retry_requested_dead_letters().await?
+        } else {
+            0
+        };
         let events = self
             .store
             .read_all(checkpoint, self.options.batch_size)
@@ -313,6 +327,57 @@ impl Subscription {
         Ok(pass)
     }
 
+    /// The stored checkpoint, taking or renewing the lease only when this runner's last renewal
+    /// is older than a third of the lease's lifetime.
+    async fn lease_checkpoint(&self) -> Result<Checkpoint, SubscriptionError> {
+        let cached = *self
+            .lease
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((renewed, checkpoint)) = cached {
+            if renewed.elapsed() < self.options.lease_ttl / 3 {
+                return Ok(checkpoint);
+            }
+        }
+        let renewed = std::time::Instant::now();
+        match self.acquire_lease().await {
+            Ok(checkpoint) => {
+                self.remember_lease(renewed, checkpoint);
+                Ok(checkpoint)
+            }
+            Err(error) => {
+                self.forget_lease();
+                Err(error)
+            }
+        }
+    }
+
+    fn remember_lease(&self, renewed: std::time::Instant, checkpoint: Checkpoint) {
+        *self
+            .lease
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((renewed, checkpoint));
+    }
+
+    fn forget_lease(&self) {
+        *self
+            .lease
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    fn dead_letter_check_due(&self) -> bool {
+        let mut checked = self
+            .dead_letters_checked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = checked.is_none_or(|at| at.elapsed() >= self.options.dead_letter_check_interval);
+        if due {
+            *checked = Some(std::time::Instant::now());
+        }
+        due
+    }
+
     /// Commits the handler's transaction (or a fresh one) with the checkpoint, fenced by the lease.
     async fn commit(
         &self,
@@ -323,14 +388,20 @@ impl Subscription {
             Some(tx) => tx,
             None => self.store.begin().await?,
         };
+        let renewed = std::time::Instant::now();
         let updated = self.save_checkpoint(&mut tx, checkpoint).await?;
         if updated == 0 {
             tx.rollback().await?;
+            self.forget_lease();
             return Err(SubscriptionError::LeaseLost {
                 name: self.name.clone(),
             });
         }
-        tx.commit().await?;
+        if let Err(error) = tx.commit().await {
+            self.forget_lease();
+            return Err(error.into());
+        }
+        self.remember_lease(renewed, checkpoint);
         Ok(())
     }
 
@@ -341,19 +412,27 @@ impl Subscription {
     ) -> Result<u64, SubscriptionError> {
         let ttl = self.options.lease_ttl.as_millis() as i64;
         let rows = match tx {
-            StoreTx::Postgres(tx) => sqlx::query(
-                "UPDATE subscriptions SET checkpoint_tx = $2, checkpoint_pos = $3, \
+            StoreTx::Postgres(tx) => {
+                // The checkpoint and the handler's rows commit atomically; if a crash loses the
+                // last few asynchronously committed transactions, both are lost together and the
+                // events are handled again. So the commit need not wait for its WAL flush.
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE subscriptions SET checkpoint_tx = $2, checkpoint_pos = $3, \
                  lease_expires_at = now() + $5 * interval '1 millisecond', updated_at = now() \
                  WHERE name = $1 AND lease_owner = $4",
-            )
-            .bind(&self.name)
-            .bind(checkpoint.transaction_id)
-            .bind(checkpoint.global_position)
-            .bind(&self.owner)
-            .bind(ttl)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
+                )
+                .bind(&self.name)
+                .bind(checkpoint.transaction_id)
+                .bind(checkpoint.global_position)
+                .bind(&self.owner)
+                .bind(ttl)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+            }
             StoreTx::Sqlite(tx) => {
                 let now = Utc::now();
                 sqlx::query(
@@ -439,6 +518,7 @@ impl Subscription {
 
     /// Gives the lease up so another runner can take over at once.
     pub async fn release_lease(&self) -> Result<(), SubscriptionError> {
+        self.forget_lease();
         match &self.store {
             Store::Postgres(store) => {
                 sqlx::query("UPDATE subscriptions SET lease_owner = NULL, lease_expires_at = NULL WHERE name = $1 AND lease_owner = $2")
@@ -506,14 +586,17 @@ impl Subscription {
                 .await?;
             }
         }
+        let renewed = std::time::Instant::now();
         let updated = self.save_checkpoint(&mut tx, event.checkpoint()).await?;
         if updated == 0 {
             tx.rollback().await?;
+            self.forget_lease();
             return Err(SubscriptionError::LeaseLost {
                 name: self.name.clone(),
             });
         }
         tx.commit().await?;
+        self.remember_lease(renewed, event.checkpoint());
         Ok(())
     }
 

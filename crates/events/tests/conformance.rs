@@ -38,6 +38,7 @@ fn fast_options() -> SubscriptionOptions {
         max_backoff: std::time::Duration::from_millis(5),
         poll_interval: std::time::Duration::from_millis(20),
         lease_ttl: std::time::Duration::from_secs(30),
+        dead_letter_check_interval: std::time::Duration::ZERO,
     }
 }
 

@@ -502,7 +502,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail fixes the closure's error type"
+    )]
     fn files_override_defaults_variables_interpolate_and_the_environment_wins() {
         // The jail gives the closure its own working directory and restores the environment.
         figment::Jail::expect_with(|jail| {

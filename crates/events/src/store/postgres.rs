@@ -428,13 +428,15 @@ impl PostgresEventStore {
     fn decode_row(&self, row: &PgRow) -> Result<RecordedEvent, StoreError> {
         let global_position: i64 = row.try_get(0)?;
         let event_type: String = row.try_get(5)?;
-        let metadata: Value = row.try_get(8)?;
-        let metadata: Metadata =
-            serde_json::from_value(metadata).map_err(|error| StoreError::Decode {
+        // Parsed straight from the column's bytes into the struct, without a JSON tree between.
+        let metadata: Metadata = row
+            .try_get::<sqlx::types::Json<Metadata>, _>(8)
+            .map_err(|error| StoreError::Decode {
                 event_type: event_type.clone(),
                 global_position,
                 message: format!("metadata: {error}"),
-            })?;
+            })?
+            .0;
         let recorded_at: DateTime<Utc> = row.try_get(9)?;
         let mut event = RecordedEvent {
             global_position,
