@@ -334,10 +334,10 @@ impl Subscription {
             .lease
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((renewed, checkpoint)) = cached {
-            if renewed.elapsed() < self.options.lease_ttl / 3 {
-                return Ok(checkpoint);
-            }
+        if let Some((renewed, checkpoint)) = cached
+            && renewed.elapsed() < self.options.lease_ttl / 3
+        {
+            return Ok(checkpoint);
         }
         let renewed = std::time::Instant::now();
         match self.acquire_lease().await {
