@@ -40,6 +40,9 @@ pub enum StoreError {
         from: i32,
         message: String,
     },
+    /// Personal-data encryption failed (the message never holds key material or personal data).
+    #[error("personal data vault: {0}")]
+    Vault(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

@@ -7,6 +7,7 @@
 pub mod domain;
 pub mod envelope;
 pub mod error;
+pub mod pii_vault;
 pub mod store;
 pub mod subscription;
 

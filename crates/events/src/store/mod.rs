@@ -177,6 +177,22 @@ impl Store {
         })
     }
 
+    /// Encrypts personal data from now on (see [`crate::pii_vault`]). Set once, at start.
+    pub fn enable_pii_vault(&self, vault: std::sync::Arc<crate::pii_vault::PiiVault>) {
+        match self {
+            Self::Postgres(store) => store.enable_pii_vault(vault),
+            Self::Sqlite(store) => store.enable_pii_vault(vault),
+        }
+    }
+
+    /// Shreds the data key of `subject` (e.g. `lead-<uuid>`): crypto-shredding.
+    pub async fn forget_subject(&self, subject: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(store) => store.forget_subject(subject).await,
+            Self::Sqlite(store) => store.forget_subject(subject).await,
+        }
+    }
+
     /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         match self {

@@ -13,7 +13,7 @@
 //! `idle_in_transaction_session_timeout` on the server; this store sets it on its own sessions.
 
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +30,7 @@ use crate::envelope::{
     AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
 };
 use crate::error::StoreError;
+use crate::pii_vault::{PiiVault, sealed_subject, subject_of};
 use crate::upcast::Upcasters;
 
 /// The NOTIFY channel appends wake readers on.
@@ -61,6 +62,8 @@ struct Inner {
     notify_pending: Arc<Notify>,
     /// Stops the NOTIFY and LISTEN tasks (and closes their connections) when the store goes.
     shutdown: CancellationToken,
+    /// Seals personal data on append and opens it on read, once enabled.
+    vault: OnceLock<Arc<PiiVault>>,
 }
 
 impl Drop for Inner {
@@ -129,6 +132,7 @@ impl PostgresEventStore {
             wake_sender,
             notify_pending: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            vault: OnceLock::new(),
         });
         tokio::spawn(send_notifications(
             Arc::downgrade(&inner),
@@ -144,6 +148,105 @@ impl PostgresEventStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// Encrypts personal data from now on (see [`crate::pii_vault`]). Set once, at start.
+    pub fn enable_pii_vault(&self, vault: Arc<PiiVault>) {
+        let _ = self.inner.vault.set(vault);
+    }
+
+    fn vault(&self) -> Option<&Arc<PiiVault>> {
+        self.inner.vault.get()
+    }
+
+    /// Makes sure the data keys of `subjects` are cached, creating missing ones when `create`.
+    async fn ensure_keys(
+        &self,
+        vault: &PiiVault,
+        subjects: &[&str],
+        create: bool,
+    ) -> Result<(), StoreError> {
+        let missing = vault.missing(subjects.iter().copied());
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if create {
+            for subject in &missing {
+                let (_, wrapped) = vault.new_wrapped_key();
+                sqlx::query("INSERT INTO pii_keys (subject, wrapped_key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING")
+                    .bind(subject)
+                    .bind(wrapped)
+                    .execute(&self.inner.pool)
+                    .await?;
+            }
+        }
+        let rows = sqlx::query("SELECT subject, wrapped_key FROM pii_keys WHERE subject = ANY($1)")
+            .bind(&missing)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        for row in &rows {
+            let subject: String = row.try_get(0)?;
+            let wrapped: Option<String> = row.try_get(1)?;
+            vault.learn(&subject, wrapped.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Shreds a subject's data key: its personal data becomes unreadable everywhere.
+    pub async fn forget_subject(&self, subject: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pii_keys (subject, wrapped_key, forgotten_at) VALUES ($1, NULL, now()) \
+             ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL, forgotten_at = now()",
+        )
+        .bind(subject)
+        .execute(&self.inner.pool)
+        .await?;
+        if let Some(vault) = self.vault() {
+            vault.forget_cached(subject);
+        }
+        Ok(())
+    }
+
+    /// Seals the `pii` objects of events about a lead.
+    async fn seal(&self, stream_id: &str, events: &mut [NewEvent]) -> Result<(), StoreError> {
+        let Some(vault) = self.vault().cloned() else {
+            return Ok(());
+        };
+        let subjects: Vec<Option<String>> = events
+            .iter()
+            .map(|event| subject_of(stream_id, &event.data))
+            .collect();
+        let wanted: Vec<&str> = subjects.iter().flatten().map(String::as_str).collect();
+        self.ensure_keys(&vault, &wanted, true).await?;
+        for (event, subject) in events.iter_mut().zip(&subjects) {
+            if let Some(subject) = subject
+                && !vault.seal(subject, &mut event.data)
+            {
+                return Err(StoreError::Vault(format!("no data key for {subject}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens sealed personal data (fetching the keys in one query) and upcasts.
+    async fn finish(
+        &self,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if let Some(vault) = self.vault().cloned() {
+            let subjects: Vec<&str> = events
+                .iter()
+                .filter_map(|event| sealed_subject(&event.data))
+                .collect();
+            self.ensure_keys(&vault, &subjects, false).await?;
+            for event in &mut events {
+                vault.open(&mut event.data)?;
+            }
+        }
+        for event in &mut events {
+            self.inner.upcasters.upcast(event)?;
+        }
+        Ok(events)
     }
 
     /// Applies `migrations/postgres` (idempotent).
@@ -236,7 +339,13 @@ impl PostgresEventStore {
             let event_id: Uuid = row.try_get("event_id")?;
             let stored_stream: String = row.try_get("stream_id")?;
             let stored_type: String = row.try_get("event_type")?;
-            let stored_data: Value = row.try_get("data")?;
+            let mut stored_data: Value = row.try_get("data")?;
+            if let Some(vault) = self.vault().cloned() {
+                if let Some(subject) = sealed_subject(&stored_data).map(str::to_owned) {
+                    self.ensure_keys(&vault, &[subject.as_str()], false).await?;
+                }
+                vault.open(&mut stored_data)?;
+            }
             let matches = stored_stream == stream_id
                 && events.iter().any(|event| {
                     event.event_id == event_id
@@ -319,7 +428,9 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         validate_append(stream_id, &events)?;
-        let columns = Columns::of(&events)?;
+        let mut sealed = events.clone();
+        self.seal(stream_id, &mut sealed).await?;
+        let columns = Columns::of(&sealed)?;
         for _ in 0..ANY_VERSION_ATTEMPTS {
             match self.try_insert(stream_id, expected, &columns).await {
                 Ok(stored) if stored.is_empty() => {
@@ -385,7 +496,11 @@ impl EventStore for PostgresEventStore {
             .bind(limit)
             .fetch_all(&self.inner.pool)
             .await?;
-        rows.iter().map(|row| self.decode_row(row)).collect()
+        let events = rows
+            .iter()
+            .map(|row| self.decode_row(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(events).await
     }
 
     async fn read_all(
@@ -407,7 +522,11 @@ impl EventStore for PostgresEventStore {
             .bind(limit)
             .fetch_all(&self.inner.pool)
             .await?;
-        rows.iter().map(|row| self.decode_row(row)).collect()
+        let events = rows
+            .iter()
+            .map(|row| self.decode_row(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(events).await
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError> {
@@ -438,7 +557,7 @@ impl PostgresEventStore {
             })?
             .0;
         let recorded_at: DateTime<Utc> = row.try_get(9)?;
-        let mut event = RecordedEvent {
+        let event = RecordedEvent {
             global_position,
             transaction_id: row.try_get(1)?,
             stream_id: row.try_get(2)?,
@@ -450,7 +569,6 @@ impl PostgresEventStore {
             metadata,
             recorded_at,
         };
-        self.inner.upcasters.upcast(&mut event)?;
         Ok(event)
     }
 }

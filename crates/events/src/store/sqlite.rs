@@ -8,7 +8,7 @@
 //! are seen by polling.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +27,7 @@ use crate::envelope::{
     AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
 };
 use crate::error::StoreError;
+use crate::pii_vault::{PiiVault, sealed_subject, subject_of};
 use crate::upcast::Upcasters;
 
 const SELECT_COLUMNS: &str = "global_position, transaction_id, stream_id, stream_version, \
@@ -44,6 +45,8 @@ struct Inner {
     read_pool: SqlitePool,
     upcasters: Upcasters,
     wake_sender: watch::Sender<u64>,
+    /// Seals personal data on append and opens it on read, once enabled.
+    vault: OnceLock<Arc<PiiVault>>,
 }
 
 impl std::fmt::Debug for SqliteEventStore {
@@ -93,8 +96,97 @@ impl SqliteEventStore {
                 read_pool,
                 upcasters,
                 wake_sender,
+                vault: OnceLock::new(),
             }),
         })
+    }
+
+    /// Encrypts personal data from now on (see [`crate::pii_vault`]). Set once, at start.
+    pub fn enable_pii_vault(&self, vault: Arc<PiiVault>) {
+        let _ = self.inner.vault.set(vault);
+    }
+
+    fn vault(&self) -> Option<&Arc<PiiVault>> {
+        self.inner.vault.get()
+    }
+
+    /// Makes sure the data keys of `subjects` are cached, creating missing ones when `create`.
+    async fn ensure_keys(
+        &self,
+        vault: &PiiVault,
+        subjects: &[&str],
+        create: bool,
+    ) -> Result<(), StoreError> {
+        let missing = vault.missing(subjects.iter().copied());
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if create {
+            for subject in &missing {
+                let (_, wrapped) = vault.new_wrapped_key();
+                sqlx::query("INSERT INTO pii_keys (subject, wrapped_key, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (subject) DO NOTHING")
+                    .bind(subject)
+                    .bind(wrapped)
+                    .bind(sqlite_time(Utc::now()))
+                    .execute(&self.inner.write_pool)
+                    .await?;
+            }
+        }
+        let list = serde_json::to_string(&missing)
+            .map_err(|error| StoreError::Vault(error.to_string()))?;
+        let pool = if create {
+            &self.inner.write_pool
+        } else {
+            &self.inner.read_pool
+        };
+        let rows = sqlx::query("SELECT subject, wrapped_key FROM pii_keys WHERE subject IN (SELECT value FROM json_each(?1))")
+            .bind(list)
+            .fetch_all(pool)
+            .await?;
+        for row in &rows {
+            let subject: String = row.try_get(0)?;
+            let wrapped: Option<String> = row.try_get(1)?;
+            vault.learn(&subject, wrapped.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Shreds a subject's data key: its personal data becomes unreadable everywhere.
+    pub async fn forget_subject(&self, subject: &str) -> Result<(), StoreError> {
+        let now = sqlite_time(Utc::now());
+        sqlx::query(
+            "INSERT INTO pii_keys (subject, wrapped_key, created_at, forgotten_at) VALUES (?1, NULL, ?2, ?2) \
+             ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL, forgotten_at = ?2",
+        )
+        .bind(subject)
+        .bind(now)
+        .execute(&self.inner.write_pool)
+        .await?;
+        if let Some(vault) = self.vault() {
+            vault.forget_cached(subject);
+        }
+        Ok(())
+    }
+
+    /// Opens sealed personal data (fetching the keys in one query) and upcasts.
+    async fn finish(
+        &self,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if let Some(vault) = self.vault().cloned() {
+            let subjects: Vec<&str> = events
+                .iter()
+                .filter_map(|event| sealed_subject(&event.data))
+                .collect();
+            self.ensure_keys(&vault, &subjects, false).await?;
+            for event in &mut events {
+                vault.open(&mut event.data)?;
+            }
+        }
+        for event in &mut events {
+            self.inner.upcasters.upcast(event)?;
+        }
+        Ok(events)
     }
 
     /// The database file.
@@ -153,7 +245,7 @@ impl SqliteEventStore {
         let recorded_at = DateTime::parse_from_rfc3339(&recorded_at)
             .map_err(|error| decode_error("recorded_at", error.to_string()))?
             .with_timezone(&Utc);
-        let mut event = RecordedEvent {
+        let event = RecordedEvent {
             global_position,
             transaction_id: row.try_get(1)?,
             stream_id: row.try_get(2)?,
@@ -165,7 +257,6 @@ impl SqliteEventStore {
             metadata,
             recorded_at,
         };
-        self.inner.upcasters.upcast(&mut event)?;
         Ok(event)
     }
 }
@@ -185,6 +276,16 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         validate_append(stream_id, &events)?;
+        // Keys are made before the write transaction: the one write connection is its.
+        let vault = self.vault().cloned();
+        let subjects: Vec<Option<String>> = events
+            .iter()
+            .map(|event| subject_of(stream_id, &event.data))
+            .collect();
+        if let Some(vault) = &vault {
+            let wanted: Vec<&str> = subjects.iter().flatten().map(String::as_str).collect();
+            self.ensure_keys(vault, &wanted, true).await?;
+        }
         let mut tx = self.inner.write_pool.begin_with("BEGIN IMMEDIATE").await?;
 
         // A retried append: every id already stored with the same stream and content.
@@ -210,7 +311,11 @@ impl EventStore for SqliteEventStore {
                 let stored_stream: String = row.try_get(1)?;
                 let stored_type: String = row.try_get(2)?;
                 let stored_data: String = row.try_get(3)?;
-                let stored_data: Value = serde_json::from_str(&stored_data).unwrap_or(Value::Null);
+                let mut stored_data: Value =
+                    serde_json::from_str(&stored_data).unwrap_or(Value::Null);
+                if let Some(vault) = &vault {
+                    vault.open(&mut stored_data)?;
+                }
                 let event_id = Uuid::parse_str(&event_id).unwrap_or_default();
                 let matches = stored_stream == stream_id
                     && events.iter().any(|event| {
@@ -255,6 +360,12 @@ impl EventStore for SqliteEventStore {
         let recorded_at = sqlite_time(Utc::now());
         let mut positions = Vec::with_capacity(events.len());
         for (offset, event) in events.iter().enumerate() {
+            let mut data = event.data.clone();
+            if let (Some(vault), Some(subject)) = (&vault, &subjects[offset])
+                && !vault.seal(subject, &mut data)
+            {
+                return Err(StoreError::Vault(format!("no data key for {subject}")));
+            }
             let metadata = serde_json::to_string(&event.metadata)
                 .map_err(|error| StoreError::InvalidAppend(error.to_string()))?;
             let position: i64 = sqlx::query_scalar(
@@ -267,7 +378,7 @@ impl EventStore for SqliteEventStore {
             .bind(event.event_id.to_string())
             .bind(&event.event_type)
             .bind(event.schema_version)
-            .bind(event.data.to_string())
+            .bind(data.to_string())
             .bind(metadata)
             .bind(&recorded_at)
             .fetch_one(&mut *tx)
@@ -299,7 +410,11 @@ impl EventStore for SqliteEventStore {
             .bind(limit.unwrap_or(-1))
             .fetch_all(&self.inner.read_pool)
             .await?;
-        rows.iter().map(|row| self.decode_row(row)).collect()
+        let events = rows
+            .iter()
+            .map(|row| self.decode_row(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(events).await
     }
 
     async fn read_all(
@@ -316,7 +431,11 @@ impl EventStore for SqliteEventStore {
             .bind(limit)
             .fetch_all(&self.inner.read_pool)
             .await?;
-        rows.iter().map(|row| self.decode_row(row)).collect()
+        let events = rows
+            .iter()
+            .map(|row| self.decode_row(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(events).await
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError> {
