@@ -233,7 +233,11 @@ impl CircuitBreaker {
     fn try_acquire(&self) -> Result<Permit<'_>, Duration> {
         let mut inner = self.lock();
         let Some(opened_at) = inner.opened_at else {
-            return Ok(Permit { breaker: self, trial: false, settled: false });
+            return Ok(Permit {
+                breaker: self,
+                trial: false,
+                settled: false,
+            });
         };
         let open_until = opened_at + self.cool_down;
         let now = Instant::now();
@@ -246,7 +250,11 @@ impl CircuitBreaker {
         }
         inner.trial_in_flight = true;
         self.publish(BreakerState::HalfOpen);
-        Ok(Permit { breaker: self, trial: true, settled: false })
+        Ok(Permit {
+            breaker: self,
+            trial: true,
+            settled: false,
+        })
     }
 
     fn record(&self, trial: bool, succeeded: bool) {
@@ -283,7 +291,9 @@ impl CircuitBreaker {
     fn state_of(&self, inner: &BreakerInner) -> BreakerState {
         match inner.opened_at {
             None => BreakerState::Closed,
-            Some(opened_at) if Instant::now() >= opened_at + self.cool_down => BreakerState::HalfOpen,
+            Some(opened_at) if Instant::now() >= opened_at + self.cool_down => {
+                BreakerState::HalfOpen
+            }
             Some(_) => BreakerState::Open,
         }
     }
@@ -297,7 +307,9 @@ impl CircuitBreaker {
     }
 
     fn lock(&self) -> MutexGuard<'_, BreakerInner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -424,7 +436,11 @@ impl Resilience {
             config.breaker_cool_down,
         );
         Self {
-            inner: Arc::new(ResilienceInner { service, config, breaker }),
+            inner: Arc::new(ResilienceInner {
+                service,
+                config,
+                breaker,
+            }),
         }
     }
 
@@ -620,7 +636,9 @@ mod tests {
 
         assert_eq!(script.calls(), 4, "one attempt and three retries");
         assert_eq!(error.attempts(), 4);
-        assert!(matches!(error, CallError::Failed { ref source, .. } if *source == FakeError(FailureClass::TRANSIENT)));
+        assert!(
+            matches!(error, CallError::Failed { ref source, .. } if *source == FakeError(FailureClass::TRANSIENT))
+        );
         assert!(error.class().is_transient());
     }
 
@@ -654,7 +672,9 @@ mod tests {
     async fn a_retry_after_beyond_the_cap_fails_at_once_and_stays_transient() {
         let policy = Resilience::new("fake", config());
         let hour = Duration::from_secs(3600);
-        let script = Script::new(vec![FailureClass::Transient { retry_after: Some(hour) }]);
+        let script = Script::new(vec![FailureClass::Transient {
+            retry_after: Some(hour),
+        }]);
         let started = Instant::now();
 
         let error = policy.call(|| script.run()).await.unwrap_err();
@@ -666,7 +686,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_attempt_that_hangs_times_out_and_is_retried() {
-        let policy = Resilience::new("fake", ResilienceConfig { max_retries: 1, ..config() });
+        let policy = Resilience::new(
+            "fake",
+            ResilienceConfig {
+                max_retries: 1,
+                ..config()
+            },
+        );
         let calls = AtomicUsize::new(0);
 
         let error = policy
@@ -678,7 +704,10 @@ mod tests {
             .unwrap_err();
 
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        assert!(matches!(error, CallError::TimedOut { attempts: 2, .. }), "{error}");
+        assert!(
+            matches!(error, CallError::TimedOut { attempts: 2, .. }),
+            "{error}"
+        );
         assert!(error.class().is_transient());
     }
 
@@ -686,7 +715,11 @@ mod tests {
     async fn the_circuit_opens_after_consecutive_failures_and_refuses_calls() {
         let policy = Resilience::new(
             "fake",
-            ResilienceConfig { max_retries: 0, breaker_failure_threshold: 3, ..config() },
+            ResilienceConfig {
+                max_retries: 0,
+                breaker_failure_threshold: 3,
+                ..config()
+            },
         );
         let mut changes = policy.breaker().subscribe();
         let script = Script::new(vec![FailureClass::TRANSIENT; 10]);
@@ -696,8 +729,14 @@ mod tests {
         }
         let refused = policy.call(|| script.run()).await.unwrap_err();
 
-        assert_eq!(script.calls(), 3, "the open circuit did not call the service");
-        assert!(matches!(refused, CallError::CircuitOpen { retry_in, .. } if retry_in == Duration::from_secs(30)));
+        assert_eq!(
+            script.calls(),
+            3,
+            "the open circuit did not call the service"
+        );
+        assert!(
+            matches!(refused, CallError::CircuitOpen { retry_in, .. } if retry_in == Duration::from_secs(30))
+        );
         assert_eq!(refused.attempts(), 0);
         assert_eq!(policy.breaker().state(), BreakerState::Open);
         assert!(changes.has_changed().unwrap());
@@ -708,7 +747,11 @@ mod tests {
     async fn after_the_cool_down_one_successful_trial_closes_the_circuit() {
         let policy = Resilience::new(
             "fake",
-            ResilienceConfig { max_retries: 0, breaker_failure_threshold: 2, ..config() },
+            ResilienceConfig {
+                max_retries: 0,
+                breaker_failure_threshold: 2,
+                ..config()
+            },
         );
         let changes = policy.breaker().subscribe();
         let script = Script::new(vec![FailureClass::TRANSIENT; 2]);
@@ -729,7 +772,11 @@ mod tests {
     async fn a_failed_trial_reopens_the_circuit_for_another_cool_down() {
         let policy = Resilience::new(
             "fake",
-            ResilienceConfig { max_retries: 0, breaker_failure_threshold: 1, ..config() },
+            ResilienceConfig {
+                max_retries: 0,
+                breaker_failure_threshold: 1,
+                ..config()
+            },
         );
         let script = Script::new(vec![FailureClass::TRANSIENT; 2]);
         policy.call(|| script.run()).await.unwrap_err();
@@ -750,10 +797,17 @@ mod tests {
         breaker.try_acquire().unwrap().settle(false);
         tokio::time::advance(Duration::from_secs(10)).await;
 
-        let trial = breaker.try_acquire().expect("the first caller gets the trial");
-        assert!(breaker.try_acquire().is_err(), "a second caller is refused during the trial");
+        let trial = breaker
+            .try_acquire()
+            .expect("the first caller gets the trial");
+        assert!(
+            breaker.try_acquire().is_err(),
+            "a second caller is refused during the trial"
+        );
         drop(trial);
-        let retried = breaker.try_acquire().expect("a cancelled trial frees the slot");
+        let retried = breaker
+            .try_acquire()
+            .expect("a cancelled trial frees the slot");
         retried.settle(true);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
@@ -762,7 +816,11 @@ mod tests {
     async fn permanent_failures_do_not_open_the_circuit() {
         let policy = Resilience::new(
             "fake",
-            ResilienceConfig { max_retries: 0, breaker_failure_threshold: 2, ..config() },
+            ResilienceConfig {
+                max_retries: 0,
+                breaker_failure_threshold: 2,
+                ..config()
+            },
         );
         let script = Script::new(vec![FailureClass::Permanent; 5]);
         for _ in 0..5 {
@@ -778,17 +836,37 @@ mod tests {
         let cases = [
             ("120", Some(Duration::from_secs(120)), "seconds"),
             (" 0 ", Some(Duration::ZERO), "zero with spaces"),
-            ("Wed, 25 Nov 2026 10:00:30 GMT", Some(Duration::from_secs(30)), "IMF-fixdate"),
-            ("Wednesday, 25-Nov-26 10:01:00 GMT", Some(Duration::from_secs(60)), "RFC 850 date"),
-            ("Wed Nov 25 10:00:05 2026", Some(Duration::from_secs(5)), "asctime date"),
-            ("Wed, 25 Nov 2026 09:00:00 GMT", Some(Duration::ZERO), "a date in the past"),
+            (
+                "Wed, 25 Nov 2026 10:00:30 GMT",
+                Some(Duration::from_secs(30)),
+                "IMF-fixdate",
+            ),
+            (
+                "Wednesday, 25-Nov-26 10:01:00 GMT",
+                Some(Duration::from_secs(60)),
+                "RFC 850 date",
+            ),
+            (
+                "Wed Nov 25 10:00:05 2026",
+                Some(Duration::from_secs(5)),
+                "asctime date",
+            ),
+            (
+                "Wed, 25 Nov 2026 09:00:00 GMT",
+                Some(Duration::ZERO),
+                "a date in the past",
+            ),
             ("-5", None, "negative"),
             ("1.5", None, "fraction"),
             ("soon", None, "garbage"),
             ("", None, "empty"),
         ];
         for (value, expected, description) in cases {
-            assert_eq!(parse_retry_after(value, now), expected, "{description}: {value:?}");
+            assert_eq!(
+                parse_retry_after(value, now),
+                expected,
+                "{description}: {value:?}"
+            );
         }
     }
 
@@ -808,7 +886,11 @@ mod tests {
             (422, FailureClass::Permanent),
         ];
         for (status, expected) in cases {
-            assert_eq!(FailureClass::from_http_status(status, wait), expected, "status {status}");
+            assert_eq!(
+                FailureClass::from_http_status(status, wait),
+                expected,
+                "status {status}"
+            );
         }
     }
 
@@ -818,7 +900,9 @@ mod tests {
         headers.insert(reqwest::header::RETRY_AFTER, "9".parse().unwrap());
         assert_eq!(
             http_failure_class(reqwest::StatusCode::TOO_MANY_REQUESTS, &headers),
-            Some(FailureClass::Transient { retry_after: Some(Duration::from_secs(9)) })
+            Some(FailureClass::Transient {
+                retry_after: Some(Duration::from_secs(9))
+            })
         );
         assert_eq!(http_failure_class(reqwest::StatusCode::OK, &headers), None);
         assert_eq!(
