@@ -29,8 +29,8 @@ CREATE TABLE events (
 
 -- The whole-log reader's order.
 CREATE INDEX events_transaction_order ON events (transaction_id, global_position);
--- Audit queries by type and by time (occurred_at is the domain clock's time).
-CREATE INDEX events_event_type ON events (event_type);
+-- No other index on the write path: each one costs every append. Audit queries by type or
+-- time scan, or use indexes added by later migrations where a read model needs them.
 
 -- Durable subscriptions: one row per named subscriber holding its checkpoint and its lease.
 -- The lease is an expiring row renewed in short transactions (never a long-open transaction,
@@ -56,6 +56,7 @@ CREATE TABLE dead_letters (
     error            text        NOT NULL,
     attempts         int         NOT NULL,
     parked_at        timestamptz NOT NULL DEFAULT now(),
+    retry_requested_at timestamptz,
     resolved_at      timestamptz,
     CONSTRAINT dead_letters_once UNIQUE (subscription, event_id)
 );

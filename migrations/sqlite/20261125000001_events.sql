@@ -42,6 +42,7 @@ CREATE TABLE dead_letters (
     error            TEXT    NOT NULL,
     attempts         INTEGER NOT NULL,
     parked_at        TEXT    NOT NULL,
+    retry_requested_at TEXT,
     resolved_at      TEXT,
     CONSTRAINT dead_letters_once UNIQUE (subscription, event_id)
 );

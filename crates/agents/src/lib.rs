@@ -1,4 +1,6 @@
-//! The agents, their ports and adapters.
+//! The agents (Lead Finder, Outreach, Sales Manager), the ports they use — LLM, LinkedIn,
+//! mail, CRM, clock — and the adapters behind those ports.
 
+pub mod clock;
 pub mod llm;
 pub mod resilience;

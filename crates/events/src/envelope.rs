@@ -168,11 +168,16 @@ pub mod rfc3339 {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        time: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Micros, true))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(deserializer)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|time| time.with_timezone(&Utc))
@@ -384,7 +389,10 @@ mod tests {
             transaction_id: 7_000_000_001,
             global_position: 42,
         };
-        assert_eq!(checkpoint.to_string().parse::<Checkpoint>().unwrap(), checkpoint);
+        assert_eq!(
+            checkpoint.to_string().parse::<Checkpoint>().unwrap(),
+            checkpoint
+        );
     }
 
     #[test]
@@ -428,6 +436,9 @@ mod tests {
     fn step_ids_are_deterministic() {
         let cause = Uuid::now_v7();
         assert_eq!(step_event_id(cause, "send"), step_event_id(cause, "send"));
-        assert_ne!(step_event_id(cause, "send"), step_event_id(cause, "reserve"));
+        assert_ne!(
+            step_event_id(cause, "send"),
+            step_event_id(cause, "reserve")
+        );
     }
 }

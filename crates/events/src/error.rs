@@ -14,7 +14,9 @@ pub enum StoreError {
         actual: Option<i64>,
     },
     /// An event id is already stored with other content or in another stream.
-    #[error("event id {event_id} is already stored in stream {stored_stream_id} with different content")]
+    #[error(
+        "event id {event_id} is already stored in stream {stored_stream_id} with different content"
+    )]
     DuplicateEventId {
         event_id: uuid::Uuid,
         stored_stream_id: String,
@@ -75,7 +77,10 @@ pub(crate) fn is_transient_sqlx(error: &sqlx::Error) -> bool {
             // SQLite 5/6: SQLITE_BUSY / SQLITE_LOCKED.
             database.code().is_some_and(|code| {
                 code.starts_with("08")
-                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "5" | "6" | "517")
+                    || matches!(
+                        code.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "5" | "6" | "517"
+                    )
             })
         }
         _ => false,

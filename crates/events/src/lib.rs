@@ -9,11 +9,15 @@ pub mod envelope;
 pub mod error;
 pub mod store;
 pub mod subscription;
+
+pub use subscription::{
+    Handler, HandlerContext, HandlerError, Subscription, SubscriptionError, SubscriptionOptions,
+};
 pub mod upcast;
 
 pub use envelope::{
-    step_event_id, Actor, AppendResult, Checkpoint, ExpectedVersion, LlmUsage, Metadata,
-    NewEvent, RecordedEvent,
+    Actor, AppendResult, Checkpoint, ExpectedVersion, LlmUsage, Metadata, NewEvent, RecordedEvent,
+    step_event_id,
 };
 pub use error::StoreError;
 pub use store::{EventStore, Store, StoreTx};

@@ -1,1 +1,40 @@
-fn main() {}
+//! `salesdept`: the command line of the AI sales department.
+
+mod cli;
+mod commands;
+mod config;
+mod database;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match &cli.command {
+        Command::Migrate => commands::migrate::run(&cli.global).await,
+        Command::Log(log) => commands::log::run(&cli.global, log).await,
+        Command::Config(cli::ConfigCommand::Check) => commands::config::check(&cli.global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(commands::exit_code(&error))
+        }
+    }
+}
+
+/// Logs go to stderr as text (stdout is for the command's output); level from `RUST_LOG`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -117,7 +117,8 @@ macro_rules! text_enum {
                     .into_iter()
                     .find(|value| value.as_str().to_lowercase() == wanted)
                     .ok_or_else(|| {
-                        let names: Vec<&str> = Self::ALL.iter().map(|value| value.as_str()).collect();
+                        let names: Vec<&str> =
+                            Self::ALL.iter().map(|value| value.as_str()).collect();
                         InvalidValue(format!(
                             concat!($what, " {:?} must be one of {}"),
                             text,
@@ -143,7 +144,9 @@ impl QualityScore {
         if value.is_finite() && (1.0..=10.0).contains(&value) {
             Ok(Self(value))
         } else {
-            Err(InvalidValue(format!("quality score {value} must be between 1.0 and 10.0")))
+            Err(InvalidValue(format!(
+                "quality score {value} must be between 1.0 and 10.0"
+            )))
         }
     }
 
@@ -180,7 +183,9 @@ impl Confidence {
         if value.is_finite() && (0.0..=1.0).contains(&value) {
             Ok(Self(value))
         } else {
-            Err(InvalidValue(format!("confidence {value} must be between 0 and 1")))
+            Err(InvalidValue(format!(
+                "confidence {value} must be between 0 and 1"
+            )))
         }
     }
 
@@ -220,7 +225,10 @@ impl LinkedInUrl {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("must be http or https"));
         }
-        let host = url.host_str().ok_or_else(|| invalid("has no host"))?.to_lowercase();
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("has no host"))?
+            .to_lowercase();
         let host = host.strip_prefix("www.").unwrap_or(&host);
         // Country subdomains (uk.linkedin.com, de.linkedin.com) name the same profiles.
         let is_linkedin = host == "linkedin.com"
@@ -262,15 +270,23 @@ fn percent_decode(text: &str) -> String {
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        if bytes[index] == b'%' && index + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[index + 1..index + 3], 16) {
+        let escaped = (bytes[index] == b'%' && index + 2 < bytes.len())
+            .then(|| {
+                let high = (bytes[index + 1] as char).to_digit(16)?;
+                let low = (bytes[index + 2] as char).to_digit(16)?;
+                u8::try_from(high * 16 + low).ok()
+            })
+            .flatten();
+        match escaped {
+            Some(byte) => {
                 decoded.push(byte);
                 index += 3;
-                continue;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
             }
         }
-        decoded.push(bytes[index]);
-        index += 1;
     }
     String::from_utf8_lossy(&decoded).into_owned()
 }
@@ -337,10 +353,24 @@ mod tests {
             "www.linkedin.com/in/maya-lindqvist-d1?utm_source=share#about",
             "  https://uk.linkedin.com/in/maya-lindqvist-d1/details/experience  ",
         ];
-        let normal: Vec<LinkedInUrl> = spellings.iter().map(|s| LinkedInUrl::parse(s).unwrap()).collect();
+        let normal: Vec<LinkedInUrl> = spellings
+            .iter()
+            .map(|s| LinkedInUrl::parse(s).unwrap())
+            .collect();
         assert!(normal.iter().all(|url| url == &normal[0]), "{normal:?}");
-        assert_eq!(normal[0].as_str(), "https://www.linkedin.com/in/maya-lindqvist-d1");
+        assert_eq!(
+            normal[0].as_str(),
+            "https://www.linkedin.com/in/maya-lindqvist-d1"
+        );
         assert_eq!(normal[0].hash().len(), 64);
+    }
+
+    #[test]
+    fn percent_escapes_decode_and_odd_bytes_do_not_panic() {
+        let url =
+            LinkedInUrl::parse("https://www.linkedin.com/in/J%C3%BCrgen-M%C3%BCller").unwrap();
+        assert_eq!(url.as_str(), "https://www.linkedin.com/in/jürgen-müller");
+        assert!(LinkedInUrl::parse("https://www.linkedin.com/in/x%é%").is_ok());
     }
 
     #[test]
@@ -353,7 +383,10 @@ mod tests {
             ("ftp://linkedin.com/in/x", "scheme"),
             ("https://evil-linkedin.com/in/x", "look-alike host"),
         ] {
-            assert!(LinkedInUrl::parse(input).is_err(), "{why}: {input:?} was accepted");
+            assert!(
+                LinkedInUrl::parse(input).is_err(),
+                "{why}: {input:?} was accepted"
+            );
         }
     }
 
@@ -371,12 +404,33 @@ mod tests {
 
     #[test]
     fn enums_parse_loosely_and_print_exactly() {
-        assert_eq!("not interested".parse::<Intent>().unwrap(), Intent::NotInterested);
-        assert_eq!("DO_NOT_CONTACT".parse::<Intent>().unwrap(), Intent::DoNotContact);
-        assert_eq!("speaker".parse::<Classification>().unwrap(), Classification::Speaker);
+        assert_eq!(
+            "not interested".parse::<Intent>().unwrap(),
+            Intent::NotInterested
+        );
+        assert_eq!(
+            "DO_NOT_CONTACT".parse::<Intent>().unwrap(),
+            Intent::DoNotContact
+        );
+        assert_eq!(
+            "speaker".parse::<Classification>().unwrap(),
+            Classification::Speaker
+        );
         assert!("maybe".parse::<Sentiment>().is_err());
         assert_eq!(Intent::InfoRequest.to_string(), "InfoRequest");
-        assert_eq!(serde_json::to_string(&Intent::OutOfOffice).unwrap(), "\"OutOfOffice\"");
+        assert_eq!(
+            serde_json::to_string(&Intent::OutOfOffice).unwrap(),
+            "\"OutOfOffice\""
+        );
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_without_splitting_characters() {
+        let url = LinkedInUrl::parse("https://www.linkedin.com/in/j%C3%B6rg-m").unwrap();
+        assert_eq!(url.as_str(), "https://www.linkedin.com/in/jörg-m");
+        // A '%' followed by a multi-byte character is kept as it is, not a panic.
+        let url = LinkedInUrl::parse("https://www.linkedin.com/in/a%aé").unwrap();
+        assert!(url.as_str().ends_with("/in/a%aé"), "{url}");
     }
 
     #[test]

@@ -42,8 +42,11 @@ pub trait EventStore: Send + Sync {
 
     /// Up to `limit` events of the whole log after `after`, in the log's global order. Never
     /// returns an event past one whose transaction may still commit.
-    async fn read_all(&self, after: Checkpoint, limit: i64)
-    -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_all(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The stream's current version, or None when it has no events.
     async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError>;
@@ -61,15 +64,21 @@ pub async fn wait_for_events(wake_ups: &mut watch::Receiver<u64>, poll_interval:
 /// Rejects appends that can never succeed, before touching the database.
 pub(crate) fn validate_append(stream_id: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     if stream_id.trim().is_empty() {
-        return Err(StoreError::InvalidAppend("stream id must not be empty".into()));
+        return Err(StoreError::InvalidAppend(
+            "stream id must not be empty".into(),
+        ));
     }
     if events.is_empty() {
-        return Err(StoreError::InvalidAppend("an append needs at least one event".into()));
+        return Err(StoreError::InvalidAppend(
+            "an append needs at least one event".into(),
+        ));
     }
     let mut ids = std::collections::HashSet::with_capacity(events.len());
     for event in events {
         if event.event_type.trim().is_empty() {
-            return Err(StoreError::InvalidAppend("event type must not be empty".into()));
+            return Err(StoreError::InvalidAppend(
+                "event type must not be empty".into(),
+            ));
         }
         if event.schema_version < 1 {
             return Err(StoreError::InvalidAppend(format!(
@@ -127,9 +136,16 @@ impl Store {
     /// running migrations.
     pub async fn connect(url: &str, upcasters: Upcasters) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(PostgresEventStore::connect(url, upcasters).await?))
-        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-            Ok(Self::Sqlite(SqliteEventStore::open(Path::new(path), upcasters).await?))
+            Ok(Self::Postgres(
+                PostgresEventStore::connect(url, upcasters).await?,
+            ))
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Ok(Self::Sqlite(
+                SqliteEventStore::open(Path::new(path), upcasters).await?,
+            ))
         } else {
             Err(StoreError::InvalidDatabaseUrl(redact_url(url)))
         }
@@ -155,7 +171,9 @@ impl Store {
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         Ok(match self {
             Self::Postgres(store) => StoreTx::Postgres(store.pool().begin().await?),
-            Self::Sqlite(store) => StoreTx::Sqlite(store.write_pool().begin_with("BEGIN IMMEDIATE").await?),
+            Self::Sqlite(store) => {
+                StoreTx::Sqlite(store.write_pool().begin_with("BEGIN IMMEDIATE").await?)
+            }
         })
     }
 

@@ -19,18 +19,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
-use tokio::sync::{watch, Notify};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{validate_append, EventStore};
-use crate::envelope::{AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use super::{EventStore, validate_append};
+use crate::envelope::{
+    AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+};
 use crate::error::StoreError;
 use crate::upcast::Upcasters;
 
 /// The NOTIFY channel appends wake readers on.
 pub const NOTIFY_CHANNEL: &str = "salesdept_events";
+
+/// How long the NOTIFY sender waits to coalesce a burst of appends into one wake-up.
+const NOTIFY_COALESCE: Duration = Duration::from_millis(5);
 
 /// Constraint names from the migration; a unique violation is mapped by these, never by text.
 const STREAM_VERSION_CONSTRAINT: &str = "events_stream_version_key";
@@ -53,6 +59,14 @@ struct Inner {
     upcasters: Upcasters,
     wake_sender: watch::Sender<u64>,
     notify_pending: Arc<Notify>,
+    /// Stops the NOTIFY and LISTEN tasks (and closes their connections) when the store goes.
+    shutdown: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -114,9 +128,17 @@ impl PostgresEventStore {
             upcasters,
             wake_sender,
             notify_pending: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
         });
-        tokio::spawn(send_notifications(Arc::downgrade(&inner), inner.notify_pending.clone()));
-        tokio::spawn(listen_for_notifications(Arc::downgrade(&inner)));
+        tokio::spawn(send_notifications(
+            Arc::downgrade(&inner),
+            inner.notify_pending.clone(),
+            inner.shutdown.clone(),
+        ));
+        tokio::spawn(listen_for_notifications(
+            Arc::downgrade(&inner),
+            inner.shutdown.clone(),
+        ));
         Self { inner }
     }
 
@@ -126,12 +148,16 @@ impl PostgresEventStore {
 
     /// Applies `migrations/postgres` (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../../migrations/postgres").run(&self.inner.pool).await?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&self.inner.pool)
+            .await?;
         Ok(())
     }
 
     fn woke(&self) {
-        self.inner.wake_sender.send_modify(|count| *count = count.wrapping_add(1));
+        self.inner
+            .wake_sender
+            .send_modify(|count| *count = count.wrapping_add(1));
         self.inner.notify_pending.notify_one();
     }
 
@@ -153,7 +179,10 @@ impl PostgresEventStore {
              ORDER BY e.ordinality \
              RETURNING global_position, stream_version";
         let (base, version) = match expected {
-            ExpectedVersion::NoStream => ("(SELECT 0::bigint AS version WHERE $7::bigint IS NULL) AS base", None),
+            ExpectedVersion::NoStream => (
+                "(SELECT 0::bigint AS version WHERE $7::bigint IS NULL) AS base",
+                None,
+            ),
             ExpectedVersion::Exact(version) => (
                 "(SELECT $7::bigint AS version WHERE EXISTS \
                    (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $7)) AS base",
@@ -308,7 +337,10 @@ impl EventStore for PostgresEventStore {
                     self.woke();
                     return Ok(AppendResult {
                         stream_version: stored.last().map_or(0, |&(_, version)| version),
-                        global_positions: stored.into_iter().map(|(position, _)| position).collect(),
+                        global_positions: stored
+                            .into_iter()
+                            .map(|(position, _)| position)
+                            .collect(),
                         already_stored: false,
                     });
                 }
@@ -361,11 +393,13 @@ impl EventStore for PostgresEventStore {
         after: Checkpoint,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The table-qualified names matter: unqualified, ORDER BY transaction_id would sort by
+        // the output column (the bigint cast) and miss the index.
         let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, global_position LIMIT $3"
+             WHERE (events.transaction_id, events.global_position) > ($1::text::xid8, $2) \
+               AND events.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY events.transaction_id, events.global_position LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.transaction_id.to_string())
@@ -394,13 +428,15 @@ impl PostgresEventStore {
     fn decode_row(&self, row: &PgRow) -> Result<RecordedEvent, StoreError> {
         let global_position: i64 = row.try_get(0)?;
         let event_type: String = row.try_get(5)?;
-        let metadata: Value = row.try_get(8)?;
-        let metadata: Metadata =
-            serde_json::from_value(metadata).map_err(|error| StoreError::Decode {
+        // Parsed straight from the column's bytes into the struct, without a JSON tree between.
+        let metadata: Metadata = row
+            .try_get::<sqlx::types::Json<Metadata>, _>(8)
+            .map_err(|error| StoreError::Decode {
                 event_type: event_type.clone(),
                 global_position,
                 message: format!("metadata: {error}"),
-            })?;
+            })?
+            .0;
         let recorded_at: DateTime<Utc> = row.try_get(9)?;
         let mut event = RecordedEvent {
             global_position,
@@ -420,29 +456,52 @@ impl PostgresEventStore {
 }
 
 /// Sends one NOTIFY per burst of appends: every append stores a permit; one statement drains
-/// however many appends came in while the previous one ran.
-async fn send_notifications(inner: Weak<Inner>, pending: Arc<Notify>) {
+/// however many appends came in while the previous one ran. The NOTIFY runs on its own
+/// connection with `synchronous_commit = off`: a wake-up needs no durability, and a NOTIFY
+/// transaction would otherwise wait for its own WAL flush, doubling the fsyncs of a writer.
+async fn send_notifications(inner: Weak<Inner>, pending: Arc<Notify>, shutdown: CancellationToken) {
+    let notify_pool = {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let options = (*strong.pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
+        PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options)
+    };
     loop {
-        pending.notified().await;
-        let Some(inner) = inner.upgrade() else { return };
+        tokio::select! {
+            () = pending.notified() => {}
+            () = shutdown.cancelled() => break,
+        }
+        // Gather the rest of the burst: in-process readers were already woken through the
+        // watch channel, so only other processes wait these few milliseconds.
+        tokio::time::sleep(NOTIFY_COALESCE).await;
+        let Some(inner) = inner.upgrade() else { break };
+        if inner.pool.is_closed() {
+            break;
+        }
         let sent = sqlx::query("SELECT pg_notify($1, '')")
             .bind(NOTIFY_CHANNEL)
-            .execute(&inner.pool)
+            .execute(&notify_pool)
             .await;
         if let Err(error) = sent {
-            if inner.pool.is_closed() {
-                return;
-            }
             // Readers fall back to polling; a lost wake-up only delays them.
             tracing::debug!(%error, "NOTIFY failed");
         }
     }
+    notify_pool.close().await;
 }
 
 /// Turns NOTIFYs from any process into local wake-ups.
-async fn listen_for_notifications(inner: Weak<Inner>) {
+async fn listen_for_notifications(inner: Weak<Inner>, shutdown: CancellationToken) {
     let mut listener = {
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         match PgListener::connect_with(&strong.pool).await {
             Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
                 Ok(()) => listener,
@@ -460,14 +519,21 @@ async fn listen_for_notifications(inner: Weak<Inner>) {
     loop {
         // Wake periodically to notice that the store was dropped; a notification lost to a
         // timeout or a reconnect only delays readers until their next poll.
-        let received = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
-        let Some(strong) = inner.upgrade() else { return };
+        let received = tokio::select! {
+            received = tokio::time::timeout(Duration::from_secs(1), listener.recv()) => received,
+            () = shutdown.cancelled() => return,
+        };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         if strong.pool.is_closed() {
             return;
         }
         match received {
             Ok(Ok(_notification)) => {
-                strong.wake_sender.send_modify(|count| *count = count.wrapping_add(1));
+                strong
+                    .wake_sender
+                    .send_modify(|count| *count = count.wrapping_add(1));
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "LISTEN connection lost; reconnecting");

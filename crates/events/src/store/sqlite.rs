@@ -14,16 +14,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{validate_append, EventStore};
-use crate::envelope::{AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use super::{EventStore, validate_append};
+use crate::envelope::{
+    AppendResult, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+};
 use crate::error::StoreError;
 use crate::upcast::Upcasters;
 
@@ -55,7 +57,10 @@ impl std::fmt::Debug for SqliteEventStore {
 impl SqliteEventStore {
     /// Opens (creating if missing, with its directory) the database file at `path`.
     pub async fn open(path: &Path, upcasters: Upcasters) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent).map_err(|error| StoreError::DataDirectory {
                 path: parent.display().to_string(),
                 message: error.to_string(),
@@ -109,7 +114,9 @@ impl SqliteEventStore {
 
     /// Applies `migrations/sqlite` (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../../migrations/sqlite").run(&self.inner.write_pool).await?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&self.inner.write_pool)
+            .await?;
         Ok(())
     }
 
@@ -120,7 +127,9 @@ impl SqliteEventStore {
 
     /// Signals in-process readers that new events may be readable.
     pub fn woke(&self) {
-        self.inner.wake_sender.send_modify(|count| *count = count.wrapping_add(1));
+        self.inner
+            .wake_sender
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     fn decode_row(&self, row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
@@ -132,8 +141,8 @@ impl SqliteEventStore {
             message: format!("{what}: {message}"),
         };
         let event_id: String = row.try_get(4)?;
-        let event_id =
-            Uuid::parse_str(&event_id).map_err(|error| decode_error("event_id", error.to_string()))?;
+        let event_id = Uuid::parse_str(&event_id)
+            .map_err(|error| decode_error("event_id", error.to_string()))?;
         let data: String = row.try_get(7)?;
         let data: Value =
             serde_json::from_str(&data).map_err(|error| decode_error("data", error.to_string()))?;
@@ -180,7 +189,10 @@ impl EventStore for SqliteEventStore {
 
         // A retried append: every id already stored with the same stream and content.
         let ids = serde_json::to_string(
-            &events.iter().map(|event| event.event_id.to_string()).collect::<Vec<_>>(),
+            &events
+                .iter()
+                .map(|event| event.event_id.to_string())
+                .collect::<Vec<_>>(),
         )
         .map_err(|error| StoreError::InvalidAppend(error.to_string()))?;
         let stored = sqlx::query(

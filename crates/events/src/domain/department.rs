@@ -1,0 +1,439 @@
+//! The `department` stream: the Sales Manager's strategy, performance alerts, agent errors and
+//! the daily reports. Nothing personal is written here: leads are referred to by id.
+
+use std::collections::{BTreeSet, HashSet};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::error::DomainError;
+use super::event::{Aggregate, DecisionContext, domain_events};
+use super::values::QualityScore;
+
+domain_events! {
+    /// Events of the `department` stream.
+    pub enum DepartmentEvent {
+        StrategyUpdate(StrategyUpdate) = "strategy_update",
+        PerformanceAlert(PerformanceAlert) = "performance_alert",
+        AgentError(AgentError) = "agent_error",
+        DailyReportGenerated(DailyReportGenerated) = "daily_report_generated",
+    }
+}
+
+/// How the Sales Manager allocates from now on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StrategyUpdate {
+    /// 1, 2, 3… in the order the strategies were adopted.
+    pub version: u32,
+    /// The share of speakers among allocated leads (the rest are sponsors), 0–1.
+    pub speaker_share: f64,
+    /// Leads allocated per day.
+    pub daily_allocation: u32,
+    /// Leads below this score are not allocated first.
+    pub min_quality_score: QualityScore,
+    #[serde(default)]
+    pub rationale: String,
+}
+
+/// How bad an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertSeverity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// A metric crossed its threshold (e.g. reply rate below 8 %).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerformanceAlert {
+    pub metric: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub severity: AlertSeverity,
+    /// The day (UTC, by the domain clock) the alert is about.
+    pub date: NaiveDate,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// An agent failed at something (and whether trying again may help).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentError {
+    pub agent: String,
+    pub operation: String,
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<Uuid>,
+    pub retryable: bool,
+}
+
+/// A decision the manager is unsure of, for a human to check (the report's self-review).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UncertainDecision {
+    pub lead_id: Uuid,
+    /// e.g. `not_selected`, `unclear_classification`.
+    pub kind: String,
+    /// Why, without personal data.
+    pub reason: String,
+}
+
+/// The day's figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DailyReport {
+    pub leads_discovered: u32,
+    pub leads_allocated: u32,
+    pub invitations_sent: u32,
+    pub messages_sent: u32,
+    pub follow_ups_sent: u32,
+    pub responses: u32,
+    pub positive_responses: u32,
+    pub handed_over: u32,
+    /// Which caps bound the day, e.g. `primary: invitations_per_week`.
+    #[serde(default)]
+    pub binding_caps: Vec<String>,
+    #[serde(default)]
+    pub uncertain_decisions: Vec<UncertainDecision>,
+}
+
+/// The report of one day.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DailyReportGenerated {
+    pub date: NaiveDate,
+    #[serde(flatten)]
+    pub report: DailyReport,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DepartmentCommand {
+    UpdateStrategy {
+        speaker_share: f64,
+        daily_allocation: u32,
+        min_quality_score: QualityScore,
+        rationale: String,
+        /// How many first contacts the accounts can make per day, all caps considered.
+        sending_capacity: u32,
+    },
+    RaiseAlert {
+        metric: String,
+        value: f64,
+        threshold: f64,
+        severity: AlertSeverity,
+        message: String,
+    },
+    RecordAgentError {
+        agent: String,
+        operation: String,
+        error: String,
+        lead_id: Option<Uuid>,
+        retryable: bool,
+    },
+    GenerateDailyReport {
+        date: NaiveDate,
+        report: DailyReport,
+    },
+}
+
+/// What the department's rules need to remember.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DepartmentState {
+    pub strategy: Option<StrategyUpdate>,
+    /// (metric, day) pairs already alerted.
+    pub alerts: HashSet<(String, NaiveDate)>,
+    pub reported_days: BTreeSet<NaiveDate>,
+    pub agent_errors: u64,
+}
+
+impl Aggregate for DepartmentState {
+    type Event = DepartmentEvent;
+    type Command = DepartmentCommand;
+
+    fn evolve(mut self, event: &DepartmentEvent) -> Self {
+        match event {
+            DepartmentEvent::StrategyUpdate(update) => self.strategy = Some(update.clone()),
+            DepartmentEvent::PerformanceAlert(alert) => {
+                self.alerts.insert((alert.metric.clone(), alert.date));
+            }
+            DepartmentEvent::AgentError(_) => self.agent_errors += 1,
+            DepartmentEvent::DailyReportGenerated(report) => {
+                self.reported_days.insert(report.date);
+            }
+        }
+        self
+    }
+
+    fn decide(
+        &self,
+        command: &DepartmentCommand,
+        context: &DecisionContext,
+    ) -> Result<Vec<DepartmentEvent>, DomainError> {
+        match command {
+            DepartmentCommand::UpdateStrategy {
+                speaker_share,
+                daily_allocation,
+                min_quality_score,
+                rationale,
+                sending_capacity,
+            } => {
+                if !(0.0..=1.0).contains(speaker_share) {
+                    return Err(DomainError::InvalidCommand(format!(
+                        "the speaker share {speaker_share} must be between 0 and 1"
+                    )));
+                }
+                if *daily_allocation == 0 {
+                    return Err(DomainError::InvalidCommand(
+                        "allocate at least one lead a day".into(),
+                    ));
+                }
+                if daily_allocation > sending_capacity {
+                    return Err(DomainError::AllocationExceedsCapacity {
+                        daily_allocation: *daily_allocation,
+                        capacity: *sending_capacity,
+                    });
+                }
+                let version = self
+                    .strategy
+                    .as_ref()
+                    .map_or(1, |strategy| strategy.version + 1);
+                Ok(vec![
+                    StrategyUpdate {
+                        version,
+                        speaker_share: *speaker_share,
+                        daily_allocation: *daily_allocation,
+                        min_quality_score: *min_quality_score,
+                        rationale: rationale.clone(),
+                    }
+                    .into(),
+                ])
+            }
+            DepartmentCommand::RaiseAlert {
+                metric,
+                value,
+                threshold,
+                severity,
+                message,
+            } => {
+                if metric.trim().is_empty() || !value.is_finite() || !threshold.is_finite() {
+                    return Err(DomainError::InvalidCommand(
+                        "an alert needs a metric name and finite numbers".into(),
+                    ));
+                }
+                let date = context.now.date_naive();
+                // One alert per metric per day: a human reads these, do not flood them.
+                if self.alerts.contains(&(metric.clone(), date)) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![
+                    PerformanceAlert {
+                        metric: metric.clone(),
+                        value: *value,
+                        threshold: *threshold,
+                        severity: *severity,
+                        date,
+                        message: message.clone(),
+                    }
+                    .into(),
+                ])
+            }
+            DepartmentCommand::RecordAgentError {
+                agent,
+                operation,
+                error,
+                lead_id,
+                retryable,
+            } => {
+                if agent.trim().is_empty() || operation.trim().is_empty() {
+                    return Err(DomainError::InvalidCommand(
+                        "an agent error names the agent and operation".into(),
+                    ));
+                }
+                Ok(vec![
+                    AgentError {
+                        agent: agent.clone(),
+                        operation: operation.clone(),
+                        error: error.clone(),
+                        lead_id: *lead_id,
+                        retryable: *retryable,
+                    }
+                    .into(),
+                ])
+            }
+            DepartmentCommand::GenerateDailyReport { date, report } => {
+                if self.reported_days.contains(date) {
+                    return Err(DomainError::ReportAlreadyGenerated { date: *date });
+                }
+                if *date > context.now.date_naive() {
+                    return Err(DomainError::InvalidCommand(format!(
+                        "{date} has not begun yet"
+                    )));
+                }
+                Ok(vec![
+                    DailyReportGenerated {
+                        date: *date,
+                        report: report.clone(),
+                    }
+                    .into(),
+                ])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testing::{given, test_time};
+    use chrono::TimeDelta;
+
+    fn strategy(share: f64, allocation: u32, capacity: u32) -> DepartmentCommand {
+        DepartmentCommand::UpdateStrategy {
+            speaker_share: share,
+            daily_allocation: allocation,
+            min_quality_score: QualityScore::parse(7.0).unwrap(),
+            rationale: "speakers reply more".into(),
+            sending_capacity: capacity,
+        }
+    }
+
+    fn adopted(version: u32, share: f64, allocation: u32) -> DepartmentEvent {
+        StrategyUpdate {
+            version,
+            speaker_share: share,
+            daily_allocation: allocation,
+            min_quality_score: QualityScore::parse(7.0).unwrap(),
+            rationale: "speakers reply more".into(),
+        }
+        .into()
+    }
+
+    fn alert(metric: &str) -> DepartmentCommand {
+        DepartmentCommand::RaiseAlert {
+            metric: metric.into(),
+            value: 0.04,
+            threshold: 0.08,
+            severity: AlertSeverity::Warning,
+            message: "reply rate below target".into(),
+        }
+    }
+
+    fn alerted(metric: &str, date: NaiveDate) -> DepartmentEvent {
+        PerformanceAlert {
+            metric: metric.into(),
+            value: 0.04,
+            threshold: 0.08,
+            severity: AlertSeverity::Warning,
+            date,
+            message: "reply rate below target".into(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn strategies_are_numbered_in_order() {
+        given::<DepartmentState>([])
+            .when(strategy(0.6, 40, 45))
+            .then([adopted(1, 0.6, 40)]);
+        given::<DepartmentState>([adopted(1, 0.6, 40)])
+            .when(strategy(0.5, 30, 45))
+            .then([adopted(2, 0.5, 30)]);
+    }
+
+    #[test]
+    fn a_strategy_never_allocates_more_than_the_accounts_can_send() {
+        given::<DepartmentState>([])
+            .when(strategy(0.6, 50, 45))
+            .then_error(DomainError::AllocationExceedsCapacity {
+                daily_allocation: 50,
+                capacity: 45,
+            });
+    }
+
+    #[test]
+    fn a_strategy_needs_a_share_between_zero_and_one_and_some_leads() {
+        for command in [
+            strategy(1.2, 40, 45),
+            strategy(f64::NAN, 40, 45),
+            strategy(0.6, 0, 45),
+        ] {
+            let error = given::<DepartmentState>([]).when(command).then_err();
+            assert!(matches!(error, DomainError::InvalidCommand(_)), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn an_alert_is_raised_once_per_metric_and_day() {
+        let today = test_time().date_naive();
+        given::<DepartmentState>([])
+            .when(alert("reply_rate"))
+            .then([alerted("reply_rate", today)]);
+        given::<DepartmentState>([alerted("reply_rate", today)])
+            .when(alert("reply_rate"))
+            .then([]);
+        given::<DepartmentState>([alerted("reply_rate", today)])
+            .when(alert("classification_accuracy"))
+            .then([alerted("classification_accuracy", today)]);
+        given::<DepartmentState>([alerted("reply_rate", today)])
+            .at(test_time() + TimeDelta::days(1))
+            .when(alert("reply_rate"))
+            .then([alerted("reply_rate", today.succ_opt().unwrap())]);
+    }
+
+    #[test]
+    fn agent_errors_are_recorded_when_they_name_agent_and_operation() {
+        let lead_id = Uuid::now_v7();
+        let command = |agent: &str| DepartmentCommand::RecordAgentError {
+            agent: agent.into(),
+            operation: "send_message".into(),
+            error: "provider timed out".into(),
+            lead_id: Some(lead_id),
+            retryable: true,
+        };
+        given::<DepartmentState>([])
+            .when(command("outreach"))
+            .then([AgentError {
+                agent: "outreach".into(),
+                operation: "send_message".into(),
+                error: "provider timed out".into(),
+                lead_id: Some(lead_id),
+                retryable: true,
+            }
+            .into()]);
+        let error = given::<DepartmentState>([]).when(command(" ")).then_err();
+        assert!(matches!(error, DomainError::InvalidCommand(_)));
+    }
+
+    #[test]
+    fn one_daily_report_per_day_and_none_for_the_future() {
+        let today = test_time().date_naive();
+        let report = DailyReport {
+            messages_sent: 41,
+            binding_caps: vec!["primary: messages_per_day".into()],
+            ..DailyReport::default()
+        };
+        let generated: DepartmentEvent = DailyReportGenerated {
+            date: today,
+            report: report.clone(),
+        }
+        .into();
+        given::<DepartmentState>([])
+            .when(DepartmentCommand::GenerateDailyReport {
+                date: today,
+                report: report.clone(),
+            })
+            .then([generated.clone()]);
+        given::<DepartmentState>([generated])
+            .when(DepartmentCommand::GenerateDailyReport {
+                date: today,
+                report: report.clone(),
+            })
+            .then_error(DomainError::ReportAlreadyGenerated { date: today });
+        let error = given::<DepartmentState>([])
+            .when(DepartmentCommand::GenerateDailyReport {
+                date: today.succ_opt().unwrap(),
+                report,
+            })
+            .then_err();
+        assert!(matches!(error, DomainError::InvalidCommand(_)));
+    }
+}

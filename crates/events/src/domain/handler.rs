@@ -1,0 +1,191 @@
+//! The generic command handler: load a stream, fold it, decide, append with the version read;
+//! on a version conflict, catch up with what the other writer appended and decide again.
+
+use std::sync::Arc;
+
+use crate::domain::error::DomainError;
+use crate::domain::event::{Aggregate, CommandMetadata, DomainEvent};
+use crate::envelope::{AppendResult, ExpectedVersion, NewEvent};
+use crate::error::StoreError;
+use crate::store::EventStore;
+
+/// How often a command is decided again after version conflicts before giving up.
+pub const DEFAULT_MAX_ATTEMPTS: usize = 5;
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A rule refused it; nothing was appended.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other writers kept appending to the stream between our read and our append.
+    #[error("stream {stream_id} kept changing: gave up after {attempts} attempts")]
+    TooManyConflicts { stream_id: String, attempts: usize },
+}
+
+impl CommandError {
+    /// The rule that refused the command, if a rule did.
+    pub fn rejection(&self) -> Option<&DomainError> {
+        match self {
+            Self::Rejected(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// A stream folded into its state.
+#[derive(Clone, Debug)]
+pub struct Loaded<A> {
+    pub state: A,
+    /// The stream's version read (None: the stream has no events).
+    pub version: Option<i64>,
+}
+
+/// What a command did.
+#[derive(Clone, Debug)]
+pub struct Executed<A: Aggregate> {
+    /// The events decided (empty: the command was already carried out).
+    pub events: Vec<A::Event>,
+    /// The rows appended, with their ids and metadata.
+    pub appended: Vec<NewEvent>,
+    /// The store's answer (None when nothing was appended).
+    pub append: Option<AppendResult>,
+    /// The state after the events.
+    pub state: A,
+    pub stream_version: Option<i64>,
+    /// 1 plus the number of conflicts met.
+    pub attempts: usize,
+}
+
+/// Runs commands of any [`Aggregate`] against an [`EventStore`] (`S` may be `dyn EventStore`).
+pub struct CommandHandler<S: ?Sized> {
+    store: Arc<S>,
+    max_attempts: usize,
+}
+
+impl<S: ?Sized> Clone for CommandHandler<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+impl<S: ?Sized> std::fmt::Debug for CommandHandler<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandHandler")
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: EventStore + ?Sized> CommandHandler<S> {
+    pub fn new(store: Arc<S>) -> Self {
+        Self {
+            store,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// At most `attempts` decisions per command (at least 1).
+    pub fn with_max_attempts(mut self, attempts: usize) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Reads and folds the whole stream.
+    #[tracing::instrument(skip_all, fields(stream_id = %stream_id), err)]
+    pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<Loaded<A>, StoreError> {
+        self.catch_up(
+            stream_id,
+            Loaded {
+                state: A::default(),
+                version: None,
+            },
+        )
+        .await
+    }
+
+    /// Folds the events appended after `loaded` was read.
+    async fn catch_up<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        loaded: Loaded<A>,
+    ) -> Result<Loaded<A>, StoreError> {
+        let from_version = loaded.version.unwrap_or(0) + 1;
+        let recorded = self
+            .store
+            .read_stream(stream_id, from_version, None)
+            .await?;
+        let mut state = loaded.state;
+        let mut version = loaded.version;
+        for event in &recorded {
+            state = state.evolve(&A::Event::from_recorded(event)?);
+            version = Some(event.stream_version);
+        }
+        Ok(Loaded { state, version })
+    }
+
+    /// Decides `command` on the stream's current state and appends the events with
+    /// `metadata`, expecting the version read; on a conflict, catches up and decides again
+    /// (at most `max_attempts` times).
+    #[tracing::instrument(skip_all, fields(stream_id = %stream_id, attempts), err)]
+    pub async fn execute<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        command: &A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Executed<A>, CommandError> {
+        let context = metadata.context();
+        let mut loaded = self.load::<A>(stream_id).await?;
+        for attempt in 1..=self.max_attempts {
+            tracing::Span::current().record("attempts", attempt);
+            let events = loaded.state.decide(command, &context)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    events,
+                    appended: Vec::new(),
+                    append: None,
+                    state: loaded.state,
+                    stream_version: loaded.version,
+                    attempts: attempt,
+                });
+            }
+            let appended = metadata.new_events(&events);
+            let expected = ExpectedVersion::from_read(loaded.version);
+            match self
+                .store
+                .append(stream_id, expected, appended.clone())
+                .await
+            {
+                Ok(append) => {
+                    let state = events.iter().fold(loaded.state, A::evolve);
+                    return Ok(Executed {
+                        stream_version: Some(append.stream_version),
+                        events,
+                        appended,
+                        append: Some(append),
+                        state,
+                        attempts: attempt,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, "version conflict: catching up and deciding again");
+                    loaded = self.catch_up(stream_id, loaded).await?;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(CommandError::TooManyConflicts {
+            stream_id: stream_id.to_owned(),
+            attempts: self.max_attempts,
+        })
+    }
+}

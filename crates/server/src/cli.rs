@@ -1,0 +1,97 @@
+//! The command line's shape (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// An AI sales department: Lead Finder, Outreach and Sales Manager agents on an event log.
+#[derive(Debug, Parser)]
+#[command(name = "salesdept", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Event store: postgres://… or sqlite://…; else DATABASE_URL; else the embedded SQLite
+    /// file data/salesdept.sqlite.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Configuration directory (agents.yaml, llm.yaml).
+    #[arg(long, global = true, default_value = "config")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations.
+    Migrate,
+    /// Low-level access to the event log.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration directory; print the effective settings as YAML.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Append one event to a stream.
+    Append(AppendArgs),
+    /// Read events, from the whole log in order or from one stream.
+    Read(ReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Stream id, e.g. lead-<uuid>, account-<id>, department.
+    #[arg(long)]
+    pub stream: String,
+    /// Event type, snake_case, e.g. note_added.
+    #[arg(long = "type")]
+    pub event_type: String,
+    /// The event body as JSON.
+    #[arg(long)]
+    pub data: String,
+    /// any, none (the stream must not exist) or the stream's current version.
+    #[arg(long, default_value = "any")]
+    pub expected_version: String,
+    /// Idempotency key: appending the same event id twice stores it once.
+    #[arg(long)]
+    pub event_id: Option<uuid::Uuid>,
+    /// Who appends: agent:NAME, human:NAME or system:NAME (default: the OS user as a human).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Extra metadata fields as a JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// Print the stored event as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Read only this stream (in stream order); else the whole log in global order.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Continue after this checkpoint (as printed by a previous read); whole log only.
+    #[arg(long, conflicts_with = "stream")]
+    pub after: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: i64,
+    /// One JSON object per line: every column of the events table, plus `checkpoint`.
+    #[arg(long)]
+    pub json: bool,
+}

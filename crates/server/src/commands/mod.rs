@@ -1,0 +1,16 @@
+//! One module per command.
+
+pub mod config;
+pub mod log;
+pub mod migrate;
+
+use salesdept_events::StoreError;
+
+/// Exit codes: 1 for errors in general, 3 for a version conflict (the caller may re-read and
+/// try again), 2 is clap's for bad usage.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<StoreError>() {
+        Some(StoreError::Conflict { .. }) => 3,
+        _ => 1,
+    }
+}

@@ -1,0 +1,608 @@
+//! Configuration: `config/agents.yaml` with the seed's keys, `${VAR}` interpolation from the
+//! environment, environment variables overriding files (`SALESDEPT_AGENTS__OUTREACH__RATE_LIMIT_DAILY=30`),
+//! and every key validated at start with an error naming the key and the file.
+//! Environment overrides use the prefix `SALESDEPT_AGENTS__` and `__` between key levels. With no file at
+//! all, every key has its documented default: the embedded defaults need no configuration.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::NaiveTime;
+use figment::Figment;
+use figment::providers::{Env, Format, Yaml};
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {file}: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}: environment variable {variable} is not set (used as ${{{variable}}})")]
+    MissingVariable { file: String, variable: String },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: key {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The agents' configuration (`agents.yaml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// The department's time zone for the daily schedule (IANA name).
+    pub timezone: String,
+    pub sales_manager: SalesManagerConfig,
+    pub lead_finder: LeadFinderConfig,
+    pub outreach: OutreachConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SalesManagerConfig {
+    pub llm_provider: String,
+    pub llm_model: String,
+    pub coordination_interval_minutes: u32,
+    /// Daily coordination (HH:MM, department time zone).
+    pub coordination_time: String,
+    /// Daily report (HH:MM).
+    pub report_time: String,
+    pub allocation_strategy: String,
+    pub daily_allocation_min: u32,
+    pub daily_allocation_max: u32,
+    /// Leads at or above this score are allocated first.
+    pub priority_quality_score: f64,
+    /// Share of speakers among the day's allocations (the rest are sponsors).
+    pub speaker_share: f64,
+    /// A performance alert is raised when the weekly reply rate falls below this.
+    pub reply_rate_floor: f64,
+    /// Who receives the daily report and positive-reply hand-overs.
+    pub team_emails: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeadFinderConfig {
+    pub llm_provider: String,
+    pub llm_model: String,
+    pub search_interval_hours: u32,
+    pub max_leads_per_day: u32,
+    pub quality_threshold: f64,
+    /// Classifications below this confidence go to the human review queue.
+    pub review_confidence_threshold: f64,
+    /// `sandbox`, `unipile`, `gojiberry`, `dripify`.
+    pub linkedin_service: String,
+    pub industries: Vec<String>,
+    pub position_keywords: Vec<String>,
+    pub company_sizes: Vec<String>,
+    pub locations: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutreachConfig {
+    pub llm_provider: String,
+    pub llm_model: String,
+    /// `llm_enhanced` or `template_based`.
+    pub message_generation_mode: String,
+    pub response_check_interval_hours: u32,
+    pub rate_limit_daily: u32,
+    pub rate_limit_min_interval_minutes: u32,
+    pub rate_limit_max_interval_minutes: u32,
+    pub invitations_per_day: u32,
+    pub invitations_per_week: u32,
+    pub working_hours_start: String,
+    pub working_hours_end: String,
+    /// Three-letter day names, e.g. [Mon, Tue, Wed, Thu, Fri].
+    pub working_days: Vec<String>,
+    pub max_follow_ups: u32,
+    /// Days after the first message for each follow-up.
+    pub follow_up_days: Vec<u32>,
+    pub invitation_withdraw_days: u32,
+    /// Drafts below this confidence wait for human approval.
+    pub draft_confidence_threshold: f64,
+    /// Sending accounts in priority order; the first is the primary.
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    /// The account's own time zone for working hours (default: the department's).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub rate_limit_daily: Option<u32>,
+    #[serde(default)]
+    pub invitations_per_day: Option<u32>,
+    #[serde(default)]
+    pub invitations_per_week: Option<u32>,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+            sales_manager: SalesManagerConfig::default(),
+            lead_finder: LeadFinderConfig::default(),
+            outreach: OutreachConfig::default(),
+        }
+    }
+}
+
+impl Default for SalesManagerConfig {
+    fn default() -> Self {
+        Self {
+            llm_provider: "rules".into(),
+            llm_model: "rules".into(),
+            coordination_interval_minutes: 60,
+            coordination_time: "09:00".into(),
+            report_time: "09:15".into(),
+            allocation_strategy: "quality_priority".into(),
+            daily_allocation_min: 30,
+            daily_allocation_max: 50,
+            priority_quality_score: 7.0,
+            speaker_share: 0.6,
+            reply_rate_floor: 0.08,
+            team_emails: vec!["sales-team@localhost".into()],
+        }
+    }
+}
+
+impl Default for LeadFinderConfig {
+    fn default() -> Self {
+        Self {
+            llm_provider: "rules".into(),
+            llm_model: "rules".into(),
+            search_interval_hours: 24,
+            max_leads_per_day: 100,
+            quality_threshold: 6.0,
+            review_confidence_threshold: 0.55,
+            linkedin_service: "sandbox".into(),
+            industries: vec![
+                "Software Development".into(),
+                "Artificial Intelligence".into(),
+                "Semiconductors".into(),
+                "Research".into(),
+            ],
+            position_keywords: vec![
+                "CTO".into(),
+                "Founder".into(),
+                "VP Engineering".into(),
+                "Head of Developer Marketing".into(),
+                "Developer Relations".into(),
+                "Partnerships".into(),
+            ],
+            company_sizes: vec![
+                "11-50".into(),
+                "51-200".into(),
+                "201-500".into(),
+                "501-1000".into(),
+            ],
+            locations: vec!["Europe".into(), "United States".into()],
+        }
+    }
+}
+
+impl Default for OutreachConfig {
+    fn default() -> Self {
+        Self {
+            llm_provider: "rules".into(),
+            llm_model: "rules".into(),
+            message_generation_mode: "template_based".into(),
+            response_check_interval_hours: 2,
+            rate_limit_daily: 45,
+            rate_limit_min_interval_minutes: 5,
+            rate_limit_max_interval_minutes: 15,
+            invitations_per_day: 20,
+            invitations_per_week: 100,
+            working_hours_start: "09:00".into(),
+            working_hours_end: "17:00".into(),
+            working_days: ["Mon", "Tue", "Wed", "Thu", "Fri"]
+                .map(String::from)
+                .to_vec(),
+            max_follow_ups: 2,
+            follow_up_days: vec![3, 7],
+            invitation_withdraw_days: 21,
+            draft_confidence_threshold: 0.6,
+            accounts: vec![AccountConfig {
+                id: "primary".into(),
+                timezone: None,
+                rate_limit_daily: None,
+                invitations_per_day: None,
+                invitations_per_week: None,
+            }],
+        }
+    }
+}
+
+/// Loads `DIR/agents.yaml` (if present) over the defaults, then `SALESDEPT_AGENTS__*` variables, and
+/// validates every key.
+pub fn load_agents(dir: &Path) -> Result<AgentsConfig, ConfigError> {
+    let file = dir.join("agents.yaml");
+    let shown = file.display().to_string();
+    let mut figment = Figment::from(figment::providers::Serialized::defaults(
+        AgentsConfig::default(),
+    ));
+    if file.exists() {
+        let text = std::fs::read_to_string(&file).map_err(|error| ConfigError::Read {
+            file: shown.clone(),
+            message: error.to_string(),
+        })?;
+        figment = figment.merge(Yaml::string(&interpolate(&text, &shown)?));
+    }
+    let config: AgentsConfig = figment
+        .merge(Env::prefixed("SALESDEPT_AGENTS__").split("__"))
+        .extract()
+        .map_err(|error| ConfigError::Parse {
+            file: shown.clone(),
+            message: error.to_string(),
+        })?;
+    config.validate(&shown)?;
+    Ok(config)
+}
+
+/// Expands `${VAR}` from the environment; a missing variable is an error naming it. Comment
+/// lines are left as they are, so documentation may mention `${VAR}`.
+pub fn interpolate(text: &str, file: &str) -> Result<String, ConfigError> {
+    let mut expanded = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            expanded.push_str(line);
+            continue;
+        }
+        let line = shellexpand::env_with_context(line, |name: &str| match std::env::var(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(_) => Err(name.to_owned()),
+        })
+        .map_err(|error| ConfigError::MissingVariable {
+            file: file.to_owned(),
+            variable: error.cause,
+        })?;
+        expanded.push_str(&line);
+    }
+    Ok(expanded)
+}
+
+fn parse_time(value: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| format!("{value:?} is not a time HH:MM"))
+}
+
+fn parse_zone(value: &str) -> Result<chrono_tz::Tz, String> {
+    value
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("{value:?} is not an IANA time zone such as Europe/Berlin"))
+}
+
+impl AgentsConfig {
+    /// Checks every key; the first problem is reported with its key and file.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let fraction = |key: &str, value: f64| {
+            (0.0..=1.0)
+                .contains(&value)
+                .then_some(())
+                .ok_or_else(|| invalid(key, format!("{value} must be between 0 and 1")))
+        };
+        parse_zone(&self.timezone).map_err(|m| invalid("timezone", m))?;
+
+        let manager = &self.sales_manager;
+        parse_time(&manager.coordination_time)
+            .map_err(|m| invalid("sales_manager.coordination_time", m))?;
+        parse_time(&manager.report_time).map_err(|m| invalid("sales_manager.report_time", m))?;
+        if manager.coordination_interval_minutes == 0 {
+            return Err(invalid(
+                "sales_manager.coordination_interval_minutes",
+                "must be at least 1".into(),
+            ));
+        }
+        if manager.daily_allocation_min > manager.daily_allocation_max {
+            return Err(invalid(
+                "sales_manager.daily_allocation_min",
+                format!(
+                    "{} is above daily_allocation_max {}",
+                    manager.daily_allocation_min, manager.daily_allocation_max
+                ),
+            ));
+        }
+        if !(1.0..=10.0).contains(&manager.priority_quality_score) {
+            return Err(invalid(
+                "sales_manager.priority_quality_score",
+                "must be between 1 and 10".into(),
+            ));
+        }
+        fraction("sales_manager.speaker_share", manager.speaker_share)?;
+        fraction("sales_manager.reply_rate_floor", manager.reply_rate_floor)?;
+        if !matches!(
+            manager.allocation_strategy.as_str(),
+            "quality_priority" | "balanced"
+        ) {
+            return Err(invalid(
+                "sales_manager.allocation_strategy",
+                format!(
+                    "{:?} must be quality_priority or balanced",
+                    manager.allocation_strategy
+                ),
+            ));
+        }
+        for (index, email) in manager.team_emails.iter().enumerate() {
+            if !email.contains('@') || email.trim() != email {
+                return Err(invalid(
+                    &format!("sales_manager.team_emails[{index}]"),
+                    format!("{email:?} is not an email address"),
+                ));
+            }
+        }
+
+        let finder = &self.lead_finder;
+        if !(1.0..=10.0).contains(&finder.quality_threshold) {
+            return Err(invalid(
+                "lead_finder.quality_threshold",
+                "must be between 1 and 10".into(),
+            ));
+        }
+        fraction(
+            "lead_finder.review_confidence_threshold",
+            finder.review_confidence_threshold,
+        )?;
+        if finder.search_interval_hours == 0 {
+            return Err(invalid(
+                "lead_finder.search_interval_hours",
+                "must be at least 1".into(),
+            ));
+        }
+        if !matches!(
+            finder.linkedin_service.as_str(),
+            "sandbox" | "unipile" | "gojiberry" | "dripify"
+        ) {
+            return Err(invalid(
+                "lead_finder.linkedin_service",
+                format!(
+                    "{:?} must be sandbox, unipile, gojiberry or dripify",
+                    finder.linkedin_service
+                ),
+            ));
+        }
+
+        let outreach = &self.outreach;
+        if !matches!(
+            outreach.message_generation_mode.as_str(),
+            "llm_enhanced" | "template_based"
+        ) {
+            return Err(invalid(
+                "outreach.message_generation_mode",
+                format!(
+                    "{:?} must be llm_enhanced or template_based",
+                    outreach.message_generation_mode
+                ),
+            ));
+        }
+        if outreach.rate_limit_daily == 0 {
+            return Err(invalid(
+                "outreach.rate_limit_daily",
+                "must be at least 1".into(),
+            ));
+        }
+        if outreach.rate_limit_min_interval_minutes > outreach.rate_limit_max_interval_minutes {
+            return Err(invalid(
+                "outreach.rate_limit_min_interval_minutes",
+                "is above rate_limit_max_interval_minutes".into(),
+            ));
+        }
+        if outreach.invitations_per_day > outreach.invitations_per_week {
+            return Err(invalid(
+                "outreach.invitations_per_day",
+                "is above invitations_per_week".into(),
+            ));
+        }
+        let start = parse_time(&outreach.working_hours_start)
+            .map_err(|m| invalid("outreach.working_hours_start", m))?;
+        let end = parse_time(&outreach.working_hours_end)
+            .map_err(|m| invalid("outreach.working_hours_end", m))?;
+        if start >= end {
+            return Err(invalid(
+                "outreach.working_hours_start",
+                "must be before working_hours_end".into(),
+            ));
+        }
+        if outreach.working_days.is_empty() {
+            return Err(invalid(
+                "outreach.working_days",
+                "must name at least one day".into(),
+            ));
+        }
+        for (index, day) in outreach.working_days.iter().enumerate() {
+            if day.parse::<chrono::Weekday>().is_err() {
+                return Err(invalid(
+                    &format!("outreach.working_days[{index}]"),
+                    format!("{day:?} is not a day name such as Mon"),
+                ));
+            }
+        }
+        if outreach.follow_up_days.len() < outreach.max_follow_ups as usize {
+            return Err(invalid(
+                "outreach.follow_up_days",
+                format!(
+                    "names {} delays for max_follow_ups {}",
+                    outreach.follow_up_days.len(),
+                    outreach.max_follow_ups
+                ),
+            ));
+        }
+        if outreach
+            .follow_up_days
+            .windows(2)
+            .any(|pair| pair[0] >= pair[1])
+            || outreach.follow_up_days.first() == Some(&0)
+        {
+            return Err(invalid(
+                "outreach.follow_up_days",
+                "must be increasing numbers of days above 0".into(),
+            ));
+        }
+        fraction(
+            "outreach.draft_confidence_threshold",
+            outreach.draft_confidence_threshold,
+        )?;
+        if outreach.accounts.is_empty() {
+            return Err(invalid(
+                "outreach.accounts",
+                "must list at least one sending account".into(),
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        for (index, account) in outreach.accounts.iter().enumerate() {
+            let key = format!("outreach.accounts[{index}]");
+            salesdept_events::domain::AccountId::parse(&account.id)
+                .map_err(|error| invalid(&format!("{key}.id"), error.to_string()))?;
+            if !ids.insert(account.id.as_str()) {
+                return Err(invalid(
+                    &format!("{key}.id"),
+                    format!("{:?} is listed twice", account.id),
+                ));
+            }
+            if let Some(zone) = &account.timezone {
+                parse_zone(zone).map_err(|m| invalid(&format!("{key}.timezone"), m))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, yaml: &str) {
+        std::fs::write(dir.join("agents.yaml"), yaml).unwrap();
+    }
+
+    #[test]
+    fn no_configuration_at_all_gives_the_documented_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load_agents(dir.path()).unwrap();
+        assert_eq!(config, AgentsConfig::default());
+        assert_eq!(config.outreach.rate_limit_daily, 45);
+        assert_eq!(config.sales_manager.report_time, "09:15");
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config"));
+        let config = load_agents(dir).unwrap();
+        assert_eq!(config.outreach.accounts[0].id, "primary");
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail fixes the closure's error type"
+    )]
+    fn files_override_defaults_variables_interpolate_and_the_environment_wins() {
+        // The jail gives the closure its own working directory and restores the environment.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REPORT_TIME_FOR_TEST", "10:30");
+            jail.set_env("SALESDEPT_AGENTS__OUTREACH__INVITATIONS_PER_DAY", "12");
+            jail.create_file(
+                "agents.yaml",
+                "sales_manager:\n  report_time: \"${REPORT_TIME_FOR_TEST}\"\noutreach:\n  rate_limit_daily: 30\n  invitations_per_day: 15\n",
+            )?;
+            let config = load_agents(Path::new(".")).map_err(|error| error.to_string())?;
+            assert_eq!(config.sales_manager.report_time, "10:30");
+            assert_eq!(config.outreach.rate_limit_daily, 30);
+            assert_eq!(
+                config.outreach.invitations_per_day, 12,
+                "the environment overrides the file"
+            );
+            assert_eq!(
+                config.outreach.rate_limit_min_interval_minutes, 5,
+                "other keys keep their defaults"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_file() {
+        let cases = [
+            (
+                "outreach:\n  rate_limit_min_interval_minutes: 20\n",
+                "outreach.rate_limit_min_interval_minutes",
+            ),
+            (
+                "outreach:\n  working_hours_start: \"9am\"\n",
+                "outreach.working_hours_start",
+            ),
+            ("timezone: Mars/Olympus\n", "timezone"),
+            (
+                "sales_manager:\n  speaker_share: 1.5\n",
+                "sales_manager.speaker_share",
+            ),
+            (
+                "outreach:\n  accounts: [{id: Primary}]\n",
+                "outreach.accounts[0].id",
+            ),
+            (
+                "outreach:\n  accounts: [{id: a}, {id: a}]\n",
+                "outreach.accounts[1].id",
+            ),
+            (
+                "outreach:\n  working_days: [Mon, Funday]\n",
+                "outreach.working_days[1]",
+            ),
+            (
+                "lead_finder:\n  linkedin_service: myspace\n",
+                "lead_finder.linkedin_service",
+            ),
+            (
+                "outreach:\n  message_generation_mode: yolo\n",
+                "outreach.message_generation_mode",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), yaml);
+            let message = load_agents(dir.path()).unwrap_err().to_string();
+            assert!(
+                message.contains(key) && message.contains("agents.yaml"),
+                "{yaml:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_refused() {
+        for (yaml, expected) in [
+            ("outreach:\n  rate_limit_dialy: 30\n", "rate_limit_dialy"),
+            ("outreach:\n  rate_limit_daily: lots\n", "rate_limit_daily"),
+            ("outreach: [1, 2\n", "agents.yaml"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), yaml);
+            let message = load_agents(dir.path()).unwrap_err().to_string();
+            assert!(message.contains(expected), "{yaml:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "sales_manager:\n  report_time: ${SALESDEPT_SURELY_UNSET_VARIABLE_991}\n",
+        );
+        let message = load_agents(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("SALESDEPT_SURELY_UNSET_VARIABLE_991"),
+            "{message}"
+        );
+    }
+}
