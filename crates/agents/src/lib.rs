@@ -2,3 +2,5 @@
 //! mail, CRM, clock — and the adapters behind those ports.
 
 pub mod clock;
+pub mod llm;
+pub mod resilience;
