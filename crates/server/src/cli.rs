@@ -36,6 +36,17 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Erase a person's personal data (crypto-shredding): their events stay, unreadable.
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The lead's id, or the person's LinkedIn profile URL.
+    pub lead: String,
+    /// Who asks: human:NAME (default: the OS user).
+    #[arg(long)]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         Command::Migrate => commands::migrate::run(&cli.global).await,
         Command::Log(log) => commands::log::run(&cli.global, log).await,
         Command::Config(cli::ConfigCommand::Check) => commands::config::check(&cli.global),
+        Command::Forget(args) => commands::forget::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

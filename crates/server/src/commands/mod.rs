@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod config;
+pub mod forget;
 pub mod log;
 pub mod migrate;
 
