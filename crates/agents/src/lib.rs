@@ -4,3 +4,4 @@
 pub mod clock;
 pub mod llm;
 pub mod resilience;
+pub mod sandbox;
