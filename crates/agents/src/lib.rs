@@ -1,1 +1,4 @@
 //! The agents, their ports and adapters.
+
+pub mod crm;
+pub mod mail;
