@@ -210,3 +210,85 @@ impl MailError {
         matches!(self, Self::Timeout(_) | Self::Connection(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_id_always_gives_the_same_message_id() {
+        let event_id = Uuid::from_u128(0x0190_c3e2_8f1a_7cc1_9a53_2b7d_3c1e_9f00);
+        let first = MessageId::for_event(event_id, "salesdept.example").unwrap();
+        let again = MessageId::for_event(event_id, "salesdept.example").unwrap();
+        assert_eq!(first, again);
+        assert_eq!(
+            first.header_value(),
+            "<0190c3e2-8f1a-7cc1-9a53-2b7d3c1e9f00@salesdept.example>"
+        );
+    }
+
+    #[test]
+    fn message_ids_parse_with_or_without_brackets_and_reject_malformed_ones() {
+        assert_eq!(
+            MessageId::parse("<a.b@c.d>").unwrap(),
+            MessageId::parse("a.b@c.d").unwrap()
+        );
+        let bad = [
+            ("", "empty"),
+            ("no-at-sign", "no domain"),
+            ("@c.d", "empty local part"),
+            ("a@", "empty domain"),
+            ("a..b@c.d", "empty atom"),
+            ("a b@c.d", "space"),
+            ("a@c.d\r\nBcc: x@y.z", "header injection"),
+            ("<a@b>>", "stray bracket"),
+            ("a\"b@c.d", "quote"),
+        ];
+        for (text, why) in bad {
+            assert!(MessageId::parse(text).is_err(), "{why}: {text:?}");
+        }
+        assert!(MessageId::parse(&format!("{}@c.d", "x".repeat(260))).is_err());
+    }
+
+    #[test]
+    fn file_stems_are_distinct_for_distinct_ids_and_never_contain_a_path_separator() {
+        let ids = ["a/b@c.d", "a%2Fb@c.d", "a_b@c.d", "a+b@c.d", "a=b@c.d"];
+        let stems: std::collections::BTreeSet<String> = ids
+            .iter()
+            .map(|id| MessageId::parse(id).unwrap().file_stem())
+            .collect();
+        assert_eq!(stems.len(), ids.len());
+        assert!(stems.iter().all(|stem| !stem.contains('/')));
+    }
+
+    #[test]
+    fn only_transient_failures_are_retryable_and_only_ambiguous_ones_may_have_been_delivered() {
+        let cases = [
+            (
+                MailError::Transient {
+                    code: 451,
+                    message: String::new(),
+                },
+                true,
+                false,
+            ),
+            (
+                MailError::Permanent {
+                    code: 550,
+                    message: String::new(),
+                },
+                false,
+                false,
+            ),
+            (MailError::Timeout(Duration::from_secs(1)), true, true),
+            (MailError::Connection("reset".into()), true, true),
+            (MailError::Tls("bad certificate".into()), false, false),
+            (MailError::InvalidMail("no recipient".into()), false, false),
+            (MailError::Config("no runtime".into()), false, false),
+        ];
+        for (error, retryable, ambiguous) in cases {
+            assert_eq!(error.is_retryable(), retryable, "{error}");
+            assert_eq!(error.may_have_been_delivered(), ambiguous, "{error}");
+        }
+    }
+}
