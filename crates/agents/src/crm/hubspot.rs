@@ -331,14 +331,20 @@ impl HubSpotCrm {
             .await
         {
             Ok(created) => Ok((object_id(&created)?, Change::Created)),
-            // The e-mail belongs to a contact the search did not return (its index trails
-            // writes): HubSpot names that contact, so update it instead.
-            Err(CrmError::Rejected {
-                status: 409,
-                message,
-                ..
-            }) if existing_id_in(&message).is_some() => {
-                let id = existing_id_in(&message).unwrap_or_default();
+            Err(error) => {
+                // The e-mail belongs to a contact the search did not return (its index
+                // trails writes): HubSpot names that contact in its 409, so update it.
+                let existing = match &error {
+                    CrmError::Rejected {
+                        status: 409,
+                        message,
+                        ..
+                    } => existing_id_in(message),
+                    _ => None,
+                };
+                let Some(id) = existing else {
+                    return Err(error);
+                };
                 self.call(
                     Method::PATCH,
                     &format!("/crm/v3/objects/contacts/{id}"),
@@ -347,7 +353,6 @@ impl HubSpotCrm {
                 .await?;
                 Ok((id, Change::Updated))
             }
-            Err(error) => Err(error),
         }
     }
 
@@ -394,6 +399,7 @@ impl HubSpotCrm {
     }
 
     /// One HTTP call: the JSON answer of a 2xx, or the error it maps to.
+    #[tracing::instrument(level = "debug", skip(self, body), fields(%method))]
     async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value, CrmError> {
         let response = self
             .http
