@@ -2,6 +2,8 @@
 //! mail, CRM, clock — and the adapters behind those ports.
 
 pub mod clock;
+pub mod crm;
 pub mod llm;
+pub mod mail;
 pub mod resilience;
 pub mod sandbox;
