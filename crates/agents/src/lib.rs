@@ -1,1 +1,2 @@
 //! The agents, their ports and adapters.
+pub mod linkedin;
