@@ -563,3 +563,41 @@ fn the_client_debug_output_hides_key_and_dsn() {
     assert!(!shown.contains(API_KEY), "{shown}");
     assert!(!shown.contains("api9.unipile.com"), "{shown}");
 }
+
+#[tokio::test]
+async fn search_follows_the_cursor_and_stops_at_the_limit() {
+    let server = MockServer::start().await;
+    let person = |n: u32| {
+        json!({"object": "SearchResult", "type": "PEOPLE", "id": format!("ACoAAA{n}"),
+               "public_identifier": format!("person-{n}"), "name": format!("Person {n}")})
+    };
+    Mock::given(method("POST"))
+        .and(path("/api/v1/linkedin/search"))
+        .and(query_param("cursor", "c2"))
+        .and(query_param("limit", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "LinkedinSearch", "items": [person(3)], "cursor": "c3"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/linkedin/search"))
+        .and(query_param("limit", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "LinkedinSearch", "items": [person(1), person(2)], "cursor": "c2"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let profiles = client(&server, Duration::from_secs(5))
+        .search_profiles(&SearchCriteria {
+            keywords: Some("speaker".into()),
+            limit: 3,
+            ..SearchCriteria::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = profiles.iter().map(|p| p.provider_id.as_str()).collect();
+    assert_eq!(ids, ["ACoAAA1", "ACoAAA2", "ACoAAA3"]);
+}

@@ -351,14 +351,12 @@ impl GojiberryClient {
         &self,
         to: &Recipient,
     ) -> Result<GojiberryContact, LinkedInError> {
-        if to
+        let known_id = to
             .provider_id
             .as_deref()
-            .is_some_and(|id| id.trim().parse::<u64>().is_ok())
-        {
-            if let Some(contact) = self.find_contact(to).await? {
-                return Ok(contact);
-            }
+            .is_some_and(|id| id.trim().parse::<u64>().is_ok());
+        if known_id && let Some(contact) = self.find_contact(to).await? {
+            return Ok(contact);
         }
         let (first, last) = split_name(&to.full_name);
         let body =
