@@ -1,1 +1,5 @@
-//! Read models built from the event log.
+//! Read models built from the event log: the lead table, the Google Sheet, CSV, reports.
+
+pub mod row;
+
+pub use row::{HEADERS, LeadRow};
