@@ -95,6 +95,8 @@ pub enum Provider {
     Dripify,
     /// A generic JSON webhook (Clay, Zapier, a hand-built integration).
     Generic,
+    /// The seeded synthetic network of the embedded default ([`crate::sandbox`]).
+    Sandbox,
 }
 
 impl fmt::Display for Provider {
@@ -104,6 +106,7 @@ impl fmt::Display for Provider {
             Self::Gojiberry => "gojiberry",
             Self::Dripify => "dripify",
             Self::Generic => "generic",
+            Self::Sandbox => "sandbox",
         })
     }
 }
