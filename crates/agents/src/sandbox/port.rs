@@ -235,6 +235,16 @@ impl LinkedInPort for SandboxLinkedIn {
             .collect()
     }
 
+    /// The network itself remembers every send by its key, so this always knows.
+    async fn find_sent(&self, key: IdempotencyKey) -> Result<Option<SentMessage>, LinkedInError> {
+        Ok(self
+            .network
+            .find_send(&key.to_string())
+            .map(|provider_message_id| SentMessage {
+                provider_message_id,
+            }))
+    }
+
     async fn connections_accepted_since(
         &self,
         since: DateTime<Utc>,

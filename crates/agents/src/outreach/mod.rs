@@ -1,0 +1,8 @@
+//! The Outreach agent: drafts, sends under the accounts' limits, reads replies, follows up.
+//!
+//! - [`send`]: the at-most-once send path (slot on the account stream, provider call with an
+//!   idempotency key, record on the lead; reconciliation after a crash).
+
+pub mod send;
+
+pub use send::{Bound, SendError, SendRequest, SendResult, Sender, SendingAccount};
