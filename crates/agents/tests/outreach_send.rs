@@ -12,16 +12,17 @@ use salesdept_agents::linkedin::{
     ConnectionAccepted, IdempotencyKey, InvitationNote, LinkedInError, LinkedInPort, MessageText,
     Provider, ProviderProfile, Recipient, Reply, SearchCriteria, SentMessage,
 };
-use salesdept_agents::outreach::{Bound, SendRequest, SendResult, Sender, SendingAccount};
+use salesdept_agents::outreach::{Bound, Inbox, SendRequest, SendResult, Sender, SendingAccount};
 use salesdept_agents::sandbox::{SandboxLinkedIn, SandboxNetwork, SandboxPerson};
 use salesdept_events::domain::account::AccountState;
 use salesdept_events::domain::lead::{
     DiscoverLead, DraftState, LeadCommand, LeadSource, LeadState, MessageKind, Priority, Review,
 };
+use salesdept_events::domain::url::{ReserveUrl, UrlReservation};
 use salesdept_events::domain::{
     AccountId, AccountLimits, Classification, CommandHandler, CommandMetadata, Confidence,
     DomainError, FollowUpPolicy, InvitationPolicy, LeadStatus, LinkedInUrl, Pii, QualityScore,
-    RateLimit, account_stream, lead_stream,
+    RateLimit, account_stream, lead_stream, url_stream,
 };
 use salesdept_events::store::PostgresEventStore;
 use salesdept_events::{Actor, EventStore, Store, domain};
@@ -130,6 +131,19 @@ impl World {
     /// A discovered, classified, scored and allocated lead for `person`.
     async fn allocated_lead(&self, person: &SandboxPerson) -> Uuid {
         let lead_id = Uuid::now_v7();
+        // As the Lead Finder does: claim the profile's URL, then create the lead.
+        let url = LinkedInUrl::parse(&person.linkedin_url).unwrap();
+        self.handler()
+            .execute::<UrlReservation>(
+                &url_stream(&url),
+                &ReserveUrl {
+                    lead_id,
+                    url: url.clone(),
+                },
+                &CommandMetadata::new(Actor::agent("test"), self.clock.now()),
+            )
+            .await
+            .unwrap();
         self.run(
             lead_id,
             LeadCommand::Discover(DiscoverLead {
@@ -719,4 +733,83 @@ async fn a_stranger_gets_an_invitation_and_a_do_not_contact_lead_gets_nothing() 
     );
     assert_eq!(world.sends_to(&connections[0]), 0);
     assert_eq!(world.account_state("primary").await.slots.len(), 1);
+}
+
+async fn replies_and_acceptances_are_recorded_once(store: Store) {
+    let world = World::new(store);
+    let sender = world.primary();
+    let connections = world.people(true);
+    let mut leads = Vec::new();
+    for person in connections.iter().take(20) {
+        let (lead_id, draft_id) = world.approved_draft(person).await;
+        let result = sender
+            .send(lead_id, &SendRequest::Message { draft_id }, None)
+            .await
+            .unwrap();
+        assert!(matches!(result, SendResult::Sent { .. }), "{result:?}");
+        leads.push(lead_id);
+        world.clock.advance_by(Duration::minutes(16));
+    }
+    let stranger = world.people(false)[0].clone();
+    let invited = world.allocated_lead(&stranger).await;
+    let invitation = SendRequest::Invitation { note: None };
+    assert!(matches!(
+        sender.send(invited, &invitation, None).await.unwrap(),
+        SendResult::Sent { .. }
+    ));
+
+    let start = tuesday_morning();
+    world.clock.advance_by(Duration::days(10));
+    let inbox = Inbox::new(
+        Arc::clone(&world.store),
+        vec![(AccountId::parse("primary").unwrap(), world.port("primary"))],
+        world.clock(),
+    );
+    let first = inbox.poll(start).await.unwrap();
+    let replies_in_network = world
+        .network
+        .replies_between(start, world.clock.now())
+        .len();
+    assert!(replies_in_network > 0, "someone answers within ten days");
+    assert_eq!(
+        first.replies.len(),
+        replies_in_network,
+        "ignored: {:?}",
+        first.ignored
+    );
+    assert!(first.failures.is_empty(), "{:?}", first.failures);
+    for (lead_id, number) in &first.replies {
+        assert!(leads.contains(lead_id));
+        assert_eq!(*number, 1);
+        let lead = world.lead(*lead_id).await;
+        assert_eq!(lead.status, LeadStatus::Responded);
+        assert!(!lead.responses[0].text.is_empty());
+    }
+    let accepted = world
+        .network
+        .acceptances_between(start, world.clock.now())
+        .len();
+    assert_eq!(first.acceptances.len(), accepted);
+    if accepted == 1 {
+        assert_eq!(world.lead(invited).await.status, LeadStatus::Connected);
+    }
+
+    // The next poll over an overlapping window records nothing twice.
+    let second = inbox.poll(start).await.unwrap();
+    assert!(second.replies.is_empty() && second.acceptances.is_empty());
+    assert_eq!(
+        second.already_recorded as usize,
+        replies_in_network + accepted
+    );
+}
+
+#[tokio::test]
+async fn sqlite_replies_and_acceptances_are_recorded_once() {
+    let (_directory, store) = sqlite_store().await;
+    replies_and_acceptances_are_recorded_once(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_replies_and_acceptances_are_recorded_once(pool: sqlx::PgPool) {
+    replies_and_acceptances_are_recorded_once(postgres(pool)).await;
 }

@@ -2,7 +2,11 @@
 //!
 //! - [`send`]: the at-most-once send path (slot on the account stream, provider call with an
 //!   idempotency key, record on the lead; reconciliation after a crash).
+//! - [`inbox`]: replies and accepted invitations polled from each account's provider and
+//!   recorded on their leads (the backstop of webhooks).
 
+pub mod inbox;
 pub mod send;
 
+pub use inbox::{Inbox, InboxPass};
 pub use send::{Bound, SendError, SendRequest, SendResult, Sender, SendingAccount};
