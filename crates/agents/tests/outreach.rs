@@ -1,4 +1,4 @@
-//! The send path against the real stores (SQLite and PostgreSQL) and the sandbox network: each
+//! Outreach against the real stores (SQLite and PostgreSQL) and the sandbox network: each
 //! send reaches the person once, through crashes at every step, under the accounts' limits.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,11 @@ use salesdept_agents::linkedin::{
     ConnectionAccepted, IdempotencyKey, InvitationNote, LinkedInError, LinkedInPort, MessageText,
     Provider, ProviderProfile, Recipient, Reply, SearchCriteria, SentMessage,
 };
-use salesdept_agents::outreach::{Bound, Inbox, SendRequest, SendResult, Sender, SendingAccount};
+use salesdept_agents::mail::{FileOutbox, MailError, MailPort, OutgoingMail, SentMail};
+use salesdept_agents::outreach::{
+    Bound, HandOver, HandOverConfig, HandOverHandler, Inbox, SendRequest, SendResult, Sender,
+    SendingAccount,
+};
 use salesdept_agents::sandbox::{SandboxLinkedIn, SandboxNetwork, SandboxPerson};
 use salesdept_events::domain::account::AccountState;
 use salesdept_events::domain::lead::{
@@ -21,11 +25,11 @@ use salesdept_events::domain::lead::{
 use salesdept_events::domain::url::{ReserveUrl, UrlReservation};
 use salesdept_events::domain::{
     AccountId, AccountLimits, Classification, CommandHandler, CommandMetadata, Confidence,
-    DomainError, FollowUpPolicy, InvitationPolicy, LeadStatus, LinkedInUrl, Pii, QualityScore,
-    RateLimit, account_stream, lead_stream, url_stream,
+    DomainError, FollowUpPolicy, Intent, InvitationPolicy, LeadStatus, LinkedInUrl, Pii,
+    QualityScore, RateLimit, Sentiment, account_stream, lead_stream, url_stream,
 };
 use salesdept_events::store::PostgresEventStore;
-use salesdept_events::{Actor, EventStore, Store, domain};
+use salesdept_events::{Actor, EventStore, Store, Subscription, SubscriptionOptions, domain};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -812,4 +816,156 @@ async fn sqlite_replies_and_acceptances_are_recorded_once() {
 #[sqlx::test(migrations = "../../migrations/postgres")]
 async fn postgres_replies_and_acceptances_are_recorded_once(pool: sqlx::PgPool) {
     replies_and_acceptances_are_recorded_once(postgres(pool)).await;
+}
+
+/// A mail port that delivers, then dies once before the caller hears back.
+struct DiesAfterDelivery {
+    inner: FileOutbox,
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl MailPort for DiesAfterDelivery {
+    async fn send(&self, mail: &OutgoingMail) -> Result<SentMail, MailError> {
+        let sent = self.inner.send(mail).await;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            panic!("the process dies right after the mail was written");
+        }
+        sent
+    }
+}
+
+fn eml_files(directory: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(directory)
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.unwrap().path();
+            (path.extension().is_some_and(|ext| ext == "eml"))
+                .then(|| std::fs::read_to_string(path).unwrap())
+        })
+        .collect()
+}
+
+async fn a_positive_reply_is_handed_over_by_exactly_one_mail(store: Store) {
+    let world = World::new(store.clone());
+    let person = world.people(true)[4].clone();
+    let (lead_id, draft_id) = world.approved_draft(&person).await;
+    let sent = world
+        .primary()
+        .send(lead_id, &SendRequest::Message { draft_id }, None)
+        .await
+        .unwrap();
+    assert!(matches!(sent, SendResult::Sent { .. }), "{sent:?}");
+    world
+        .run(
+            lead_id,
+            LeadCommand::RecordResponse {
+                provider_message_id: Some("reply-1".into()),
+                text: "Sounds great, tell me more about the dates!".into(),
+            },
+        )
+        .await;
+    world
+        .run(
+            lead_id,
+            LeadCommand::AnalyseResponse {
+                response_number: 1,
+                sentiment: Sentiment::Positive,
+                intent: Intent::Interested,
+                confidence: Confidence::parse(0.9).unwrap(),
+                rationale: None,
+                hand_over_to: "sales-team".into(),
+            },
+        )
+        .await;
+
+    let outbox_dir = TempDir::new().unwrap();
+    let outbox = FileOutbox::open(outbox_dir.path(), std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let config = HandOverConfig {
+        from: "salesdept <salesdept@localhost>".parse().unwrap(),
+        team: vec!["Sales team <sales-team@localhost>".parse().unwrap()],
+        message_id_domain: "salesdept.localhost".into(),
+    };
+    // The first process dies between the mail and its record.
+    let dying = HandOver::new(
+        Arc::new(store.clone()),
+        Arc::new(DiesAfterDelivery {
+            inner: outbox.clone(),
+            armed: AtomicBool::new(true),
+        }),
+        config.clone(),
+    );
+    let crashed = tokio::spawn(async move {
+        Subscription::new(
+            "handover",
+            store_clone_for(&dying),
+            Arc::new(HandOverHandler::new(dying)),
+        )
+        .with_options(short_lease())
+        .catch_up()
+        .await
+    })
+    .await;
+    assert!(crashed.is_err(), "the first process died");
+    assert_eq!(eml_files(outbox_dir.path()).len(), 1);
+    assert!(!world.lead(lead_id).await.human_notified);
+
+    // The dead process's lease expires; the restarted process takes over, and then a second
+    // subscriber replays from the start.
+    tokio::time::sleep(short_lease().lease_ttl * 2).await;
+    for name in ["handover", "handover-replayed"] {
+        let hand_over = HandOver::new(
+            Arc::new(store.clone()),
+            Arc::new(outbox.clone()),
+            config.clone(),
+        );
+        Subscription::new(
+            name,
+            store.clone(),
+            Arc::new(HandOverHandler::new(hand_over)),
+        )
+        .with_options(short_lease())
+        .catch_up()
+        .await
+        .unwrap();
+    }
+    let mails = eml_files(outbox_dir.path());
+    assert_eq!(mails.len(), 1, "exactly one mail");
+    assert!(mails[0].contains(&person.name), "the mail names the lead");
+    assert!(
+        mails[0].contains("tell me more about the dates"),
+        "with the conversation"
+    );
+    let notified = world
+        .event_types(lead_id)
+        .await
+        .iter()
+        .filter(|event_type| *event_type == "human_notified")
+        .count();
+    assert_eq!(notified, 1, "exactly one human_notified");
+    assert!(world.lead(lead_id).await.human_notified);
+}
+
+fn short_lease() -> SubscriptionOptions {
+    SubscriptionOptions {
+        lease_ttl: std::time::Duration::from_millis(300),
+        ..SubscriptionOptions::default()
+    }
+}
+
+fn store_clone_for(hand_over: &HandOver<Store>) -> Store {
+    hand_over.store().clone()
+}
+
+#[tokio::test]
+async fn sqlite_a_positive_reply_is_handed_over_by_exactly_one_mail() {
+    let (_directory, store) = sqlite_store().await;
+    a_positive_reply_is_handed_over_by_exactly_one_mail(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_a_positive_reply_is_handed_over_by_exactly_one_mail(pool: sqlx::PgPool) {
+    a_positive_reply_is_handed_over_by_exactly_one_mail(postgres(pool)).await;
 }
