@@ -6,5 +6,6 @@ pub mod crm;
 pub mod linkedin;
 pub mod llm;
 pub mod mail;
+pub mod outreach;
 pub mod resilience;
 pub mod sandbox;

@@ -84,6 +84,19 @@ pub trait LinkedInPort: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConnectionAccepted>, LinkedInError>;
+
+    /// What became of an earlier send with this key, for reconciling after a crash: `Some` —
+    /// it reached the provider (record it, never send again); `None` — the provider knows it
+    /// never arrived (sending with the same key is safe). A provider that cannot tell answers
+    /// [`LinkedInError::Unsupported`], and the caller records the outcome as unknown. The
+    /// default cannot tell: an in-memory ledger does not survive the crash being reconciled.
+    async fn find_sent(&self, key: IdempotencyKey) -> Result<Option<SentMessage>, LinkedInError> {
+        let _ = key;
+        Err(LinkedInError::Unsupported {
+            provider: self.provider(),
+            capability: "looking up a send by its idempotency key",
+        })
+    }
 }
 
 /// The providers this module talks to.
@@ -95,6 +108,8 @@ pub enum Provider {
     Dripify,
     /// A generic JSON webhook (Clay, Zapier, a hand-built integration).
     Generic,
+    /// The seeded synthetic network of the embedded default ([`crate::sandbox`]).
+    Sandbox,
 }
 
 impl fmt::Display for Provider {
@@ -104,6 +119,7 @@ impl fmt::Display for Provider {
             Self::Gojiberry => "gojiberry",
             Self::Dripify => "dripify",
             Self::Generic => "generic",
+            Self::Sandbox => "sandbox",
         })
     }
 }

@@ -10,6 +10,7 @@
 //! recorded so tests can check that the agents kept the limits.
 
 mod people;
+mod port;
 mod replies;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use people::{Archetype, SandboxPerson, generate_person};
+pub use port::SandboxLinkedIn;
 use salesdept_events::domain::Intent;
 
 /// LinkedIn's limit for a connection note.
