@@ -33,6 +33,9 @@ CREATE TABLE report_attribution (
     -- The latest classification, copied into sent_classification at the first send.
     classification      text,
     sent_day            date,
+    -- The stream version of the first message: only replies after it (by stream order, not by
+    -- day) count, which keeps a redelivered reply from before the message out.
+    sent_version        bigint,
     variant             text,
     account_id          text,
     sent_classification text,

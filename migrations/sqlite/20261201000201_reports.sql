@@ -17,6 +17,7 @@ CREATE TABLE report_attribution (
     lead_id             TEXT PRIMARY KEY,
     classification      TEXT,
     sent_day            TEXT,
+    sent_version        INTEGER,
     variant             TEXT,
     account_id          TEXT,
     sent_classification TEXT,

@@ -420,25 +420,25 @@ pub async fn reply_rates_daily(
 ) -> Result<Vec<ReplyRateDay>, ReportError> {
     // The key column is chosen by a bound name in one CASE, so the SQL text is fixed.
     let dimension_name = dimension.name();
-    let rows: Vec<(String, Option<String>, i64, i64, i64)> = match store {
-        Store::Postgres(store) => {
-            sqlx::query_as(
-                "SELECT to_char(sent_day, 'YYYY-MM-DD'), key, count(*), count(replied_day), \
+    let rows: Vec<(String, Option<String>, i64, i64, i64)> =
+        match store {
+            Store::Postgres(store) => {
+                sqlx::query_as(
+                    "SELECT to_char(sent_day, 'YYYY-MM-DD'), key, count(*), count(replied_day), \
                  count(positive_day) FROM ( \
                    SELECT sent_day, replied_day, positive_day, CASE $3 \
                      WHEN 'variant' THEN variant WHEN 'account' THEN account_id \
                      ELSE sent_classification END AS key \
                    FROM report_attribution WHERE sent_day BETWEEN $1 AND $2) AS sent \
                  GROUP BY sent_day, key",
-            )
-            .bind(from)
-            .bind(to)
-            .bind(dimension_name)
-            .fetch_all(store.pool())
-            .await?
-        }
-        Store::Sqlite(store) => {
-            sqlx::query_as(
+                )
+                .bind(from)
+                .bind(to)
+                .bind(dimension_name)
+                .fetch_all(store.pool())
+                .await?
+            }
+            Store::Sqlite(store) => sqlx::query_as(
                 "SELECT sent_day, key, count(*), count(replied_day), count(positive_day) FROM ( \
                    SELECT sent_day, replied_day, positive_day, CASE ?3 \
                      WHEN 'variant' THEN variant WHEN 'account' THEN account_id \
@@ -450,9 +450,8 @@ pub async fn reply_rates_daily(
             .bind(day_text(to))
             .bind(dimension_name)
             .fetch_all(store.read_pool())
-            .await?
-        }
-    };
+            .await?,
+        };
     let mut days = rows
         .into_iter()
         .map(|(day, key, sent, replied, positive)| {
@@ -485,7 +484,11 @@ pub async fn weekly_summary(
         .await?
         .into_iter()
         .fold((0, 0, 0), |(sent, replied, positive), row| {
-            (sent + row.sent, replied + row.replied, positive + row.positive)
+            (
+                sent + row.sent,
+                replied + row.replied,
+                positive + row.positive,
+            )
         });
     let (low, high) = REPLY_RATE_TARGET_PERCENT;
     let reply_rate_status = (sent > 0).then(|| {
@@ -520,6 +523,8 @@ pub async fn weekly_summary(
 #[derive(Clone, Debug, PartialEq)]
 struct Fact {
     lead_id: Uuid,
+    /// The event's version in the lead's stream: the order of the lead's facts.
+    version: i64,
     day: NaiveDate,
     kind: FactKind,
 }
@@ -527,14 +532,24 @@ struct Fact {
 #[derive(Clone, Debug, PartialEq)]
 enum FactKind {
     /// The lead reached a stage (`seq`: the follow-up number, else 0).
-    Reached { stage: Stage, seq: i32 },
-    Classified { classification: &'static str },
+    Reached {
+        stage: Stage,
+        seq: i32,
+    },
+    Classified {
+        classification: &'static str,
+    },
     FirstMessageSent {
         variant: Option<String>,
         account_id: String,
     },
-    ReplyReceived { response_number: i64 },
-    ReplyAnalysed { response_number: i64, positive: bool },
+    ReplyReceived {
+        response_number: i64,
+    },
+    ReplyAnalysed {
+        response_number: i64,
+        positive: bool,
+    },
 }
 
 /// The event types the reports read; the others are skipped without being decoded.
@@ -558,13 +573,14 @@ fn facts_of(event: &RecordedEvent) -> Result<Vec<Fact>, StoreError> {
         return Ok(Vec::new());
     }
     let day = event.metadata.occurred_at.date_naive();
-    let fact = |kind| Fact { lead_id, day, kind };
-    let reached = |stage| {
-        fact(FactKind::Reached {
-            stage,
-            seq: 0_i32,
-        })
+    let version = event.stream_version;
+    let fact = |kind| Fact {
+        lead_id,
+        version,
+        day,
+        kind,
     };
+    let reached = |stage| fact(FactKind::Reached { stage, seq: 0_i32 });
     // A discovery needs only its stream and time: its body (and its personal data) is not read.
     if event.event_type == "lead_discovered" {
         return Ok(vec![reached(Stage::Discovered)]);
@@ -624,6 +640,7 @@ fn facts_of(event: &RecordedEvent) -> Result<Vec<Fact>, StoreError> {
 struct Attribution {
     classification: Option<String>,
     sent_day: Option<NaiveDate>,
+    sent_version: Option<i64>,
     variant: Option<String>,
     account_id: Option<String>,
     sent_classification: Option<String>,
@@ -635,7 +652,7 @@ struct Attribution {
 impl Attribution {
     /// Applies one fact. Everything but the latest classification is set once, so applying a
     /// fact again (a redelivery) leaves the row as it was.
-    fn apply(&mut self, day: NaiveDate, kind: &FactKind) {
+    fn apply(&mut self, version: i64, day: NaiveDate, kind: &FactKind) {
         match kind {
             FactKind::Reached { .. } => {}
             FactKind::Classified { classification } => {
@@ -647,6 +664,7 @@ impl Attribution {
             } => {
                 if self.sent_day.is_none() {
                     self.sent_day = Some(day);
+                    self.sent_version = Some(version);
                     self.variant = variant.clone();
                     self.account_id = Some(account_id.clone());
                     self.sent_classification = self.classification.clone();
@@ -654,8 +672,10 @@ impl Attribution {
             }
             FactKind::ReplyReceived { response_number } => {
                 // Only a reply after the first message counts for its rates (a reply to an
-                // invitation's note, before any message, does not).
-                if self.sent_day.is_some() && self.replied_response.is_none() {
+                // invitation's note, before any message, does not). "After" is by stream
+                // order, so a redelivered earlier reply stays out once the send is stored.
+                let after_the_message = self.sent_version.is_some_and(|sent| version > sent);
+                if after_the_message && self.replied_response.is_none() {
                     self.replied_response = Some(*response_number);
                     self.replied_day = Some(day);
                 }
@@ -716,7 +736,7 @@ async fn write(tx: &mut StoreTx, facts: &[Fact]) -> Result<(), ReportError> {
             after
                 .entry(fact.lead_id)
                 .or_default()
-                .apply(fact.day, &fact.kind);
+                .apply(fact.version, fact.day, &fact.kind);
         }
     }
     let changed: Vec<serde_json::Value> = after
@@ -727,6 +747,7 @@ async fn write(tx: &mut StoreTx, facts: &[Fact]) -> Result<(), ReportError> {
                 "lead_id": lead_id,
                 "classification": row.classification,
                 "sent_day": row.sent_day.map(day_text),
+                "sent_version": row.sent_version,
                 "variant": row.variant,
                 "account_id": row.account_id,
                 "sent_classification": row.sent_classification,
@@ -776,6 +797,7 @@ type AttributionRow = (
     String,
     Option<String>,
     Option<String>,
+    Option<i64>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -791,8 +813,8 @@ async fn load_attributions(
     let rows: Vec<AttributionRow> = match tx {
         StoreTx::Postgres(tx) => {
             sqlx::query_as(
-                "SELECT lead_id::text, classification, to_char(sent_day, 'YYYY-MM-DD'), variant, \
-                 account_id, sent_classification, replied_response::bigint, \
+                "SELECT lead_id::text, classification, to_char(sent_day, 'YYYY-MM-DD'), \
+                 sent_version, variant, account_id, sent_classification, replied_response::bigint, \
                  to_char(replied_day, 'YYYY-MM-DD'), to_char(positive_day, 'YYYY-MM-DD') \
                  FROM report_attribution WHERE lead_id = ANY($1)",
             )
@@ -804,7 +826,7 @@ async fn load_attributions(
             let ids = serde_json::to_string(lead_ids)
                 .map_err(|error| ReportError::Corrupt(error.to_string()))?;
             sqlx::query_as(
-                "SELECT lead_id, classification, sent_day, variant, account_id, \
+                "SELECT lead_id, classification, sent_day, sent_version, variant, account_id, \
                  sent_classification, replied_response, replied_day, positive_day \
                  FROM report_attribution WHERE lead_id IN (SELECT value FROM json_each(?1))",
             )
@@ -823,12 +845,13 @@ async fn load_attributions(
                 Attribution {
                     classification: row.1,
                     sent_day: optional_day(row.2)?,
-                    variant: row.3,
-                    account_id: row.4,
-                    sent_classification: row.5,
-                    replied_response: row.6,
-                    replied_day: optional_day(row.7)?,
-                    positive_day: optional_day(row.8)?,
+                    sent_version: row.3,
+                    variant: row.4,
+                    account_id: row.5,
+                    sent_classification: row.6,
+                    replied_response: row.7,
+                    replied_day: optional_day(row.8)?,
+                    positive_day: optional_day(row.9)?,
                 },
             ))
         })
@@ -839,14 +862,17 @@ async fn upsert_attributions(tx: &mut StoreTx, rows: &str) -> Result<(), ReportE
     match tx {
         StoreTx::Postgres(tx) => {
             sqlx::query(
-                "INSERT INTO report_attribution (lead_id, classification, sent_day, variant, \
-                 account_id, sent_classification, replied_response, replied_day, positive_day) \
+                "INSERT INTO report_attribution (lead_id, classification, sent_day, \
+                 sent_version, variant, account_id, sent_classification, replied_response, \
+                 replied_day, positive_day) \
                  SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(lead_id uuid, \
-                 classification text, sent_day date, variant text, account_id text, \
+                 classification text, sent_day date, sent_version bigint, variant text, \
+                 account_id text, \
                  sent_classification text, replied_response int, replied_day date, \
                  positive_day date) \
                  ON CONFLICT (lead_id) DO UPDATE SET classification = EXCLUDED.classification, \
-                 sent_day = EXCLUDED.sent_day, variant = EXCLUDED.variant, \
+                 sent_day = EXCLUDED.sent_day, sent_version = EXCLUDED.sent_version, \
+                 variant = EXCLUDED.variant, \
                  account_id = EXCLUDED.account_id, \
                  sent_classification = EXCLUDED.sent_classification, \
                  replied_response = EXCLUDED.replied_response, \
@@ -858,15 +884,18 @@ async fn upsert_attributions(tx: &mut StoreTx, rows: &str) -> Result<(), ReportE
         }
         StoreTx::Sqlite(tx) => {
             sqlx::query(
-                "INSERT INTO report_attribution (lead_id, classification, sent_day, variant, \
-                 account_id, sent_classification, replied_response, replied_day, positive_day) \
+                "INSERT INTO report_attribution (lead_id, classification, sent_day, \
+                 sent_version, variant, account_id, sent_classification, replied_response, \
+                 replied_day, positive_day) \
                  SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.classification'), \
-                 json_extract(value, '$.sent_day'), json_extract(value, '$.variant'), \
+                 json_extract(value, '$.sent_day'), json_extract(value, '$.sent_version'), \
+                 json_extract(value, '$.variant'), \
                  json_extract(value, '$.account_id'), json_extract(value, '$.sent_classification'), \
                  json_extract(value, '$.replied_response'), json_extract(value, '$.replied_day'), \
                  json_extract(value, '$.positive_day') FROM json_each(?1) WHERE true \
                  ON CONFLICT (lead_id) DO UPDATE SET classification = excluded.classification, \
-                 sent_day = excluded.sent_day, variant = excluded.variant, \
+                 sent_day = excluded.sent_day, sent_version = excluded.sent_version, \
+                 variant = excluded.variant, \
                  account_id = excluded.account_id, \
                  sent_classification = excluded.sent_classification, \
                  replied_response = excluded.replied_response, \
@@ -922,6 +951,28 @@ mod tests {
         }
     }
 
+    fn classified(classification: &'static str) -> FactKind {
+        FactKind::Classified { classification }
+    }
+
+    fn received(response_number: i64) -> FactKind {
+        FactKind::ReplyReceived { response_number }
+    }
+
+    fn analysed(response_number: i64, positive: bool) -> FactKind {
+        FactKind::ReplyAnalysed {
+            response_number,
+            positive,
+        }
+    }
+
+    /// Applies (stream version, day, fact) in order.
+    fn apply_all(row: &mut Attribution, facts: &[(i64, &str, FactKind)]) {
+        for (version, on, kind) in facts {
+            row.apply(*version, day(on), kind);
+        }
+    }
+
     #[test]
     fn stage_names_round_trip() {
         for stage in Stage::ALL {
@@ -933,39 +984,19 @@ mod tests {
     #[test]
     fn the_send_freezes_the_attribution_and_a_redelivery_changes_nothing() {
         let facts = [
-            (
-                day("2026-11-23"),
-                FactKind::Classified {
-                    classification: "Sponsor",
-                },
-            ),
-            (day("2026-11-24"), first_message("sponsor-a")),
-            (
-                day("2026-11-25"),
-                FactKind::Classified {
-                    classification: "Speaker",
-                },
-            ),
-            (day("2026-11-25"), first_message("sponsor-b")),
-            (
-                day("2026-11-26"),
-                FactKind::ReplyReceived { response_number: 1 },
-            ),
-            (
-                day("2026-11-27"),
-                FactKind::ReplyAnalysed {
-                    response_number: 1,
-                    positive: true,
-                },
-            ),
+            (1, "2026-11-23", classified("Sponsor")),
+            (2, "2026-11-24", first_message("sponsor-a")),
+            (3, "2026-11-25", classified("Speaker")),
+            (4, "2026-11-25", first_message("sponsor-b")),
+            (5, "2026-11-26", received(1)),
+            (6, "2026-11-27", analysed(1, true)),
         ];
         let mut row = Attribution::default();
-        for (day, kind) in &facts {
-            row.apply(*day, kind);
-        }
+        apply_all(&mut row, &facts);
         let expected = Attribution {
             classification: Some("Speaker".into()),
             sent_day: Some(day("2026-11-24")),
+            sent_version: Some(2),
             variant: Some("sponsor-a".into()),
             account_id: Some("primary".into()),
             sent_classification: Some("Sponsor".into()),
@@ -974,42 +1005,35 @@ mod tests {
             positive_day: Some(day("2026-11-27")),
         };
         assert_eq!(row, expected);
-        for (day, kind) in &facts[1..] {
-            row.apply(*day, kind);
-        }
+        apply_all(&mut row, &facts);
         assert_eq!(row, expected, "applying the facts again changes nothing");
     }
 
     #[test]
     fn a_reply_before_the_first_message_does_not_count_for_its_rates() {
+        let facts = [
+            (1, "2026-11-23", received(1)),
+            (2, "2026-11-23", analysed(1, true)),
+            (3, "2026-11-24", first_message("speaker-a")),
+        ];
         let mut row = Attribution::default();
-        row.apply(
-            day("2026-11-23"),
-            &FactKind::ReplyReceived { response_number: 1 },
-        );
-        row.apply(
-            day("2026-11-23"),
-            &FactKind::ReplyAnalysed {
-                response_number: 1,
-                positive: true,
-            },
-        );
-        row.apply(day("2026-11-24"), &first_message("speaker-a"));
+        apply_all(&mut row, &facts);
         assert_eq!((row.replied_day, row.positive_day), (None, None));
-        row.apply(
-            day("2026-11-25"),
-            &FactKind::ReplyReceived { response_number: 2 },
-        );
-        // A late analysis of the earlier reply is not a positive reply to the message.
-        row.apply(
-            day("2026-11-25"),
-            &FactKind::ReplyAnalysed {
-                response_number: 1,
-                positive: true,
-            },
+        // Redelivered once the send is stored: still before it.
+        apply_all(&mut row, &facts);
+        assert_eq!((row.replied_day, row.positive_day), (None, None));
+        apply_all(
+            &mut row,
+            &[
+                (4, "2026-11-25", received(2)),
+                // A late analysis of the earlier reply is not a positive reply to the message.
+                (5, "2026-11-25", analysed(1, true)),
+            ],
         );
         assert_eq!(row.replied_day, Some(day("2026-11-25")));
         assert_eq!(row.positive_day, None);
+        apply_all(&mut row, &[(6, "2026-11-26", analysed(2, true))]);
+        assert_eq!(row.positive_day, Some(day("2026-11-26")));
     }
 
     #[test]
@@ -1020,6 +1044,9 @@ mod tests {
             days_between(day("2026-11-30"), day("2026-12-02")).collect::<Vec<_>>(),
             vec![day("2026-11-30"), day("2026-12-01"), day("2026-12-02")]
         );
-        assert_eq!(days_between(day("2026-12-02"), day("2026-12-01")).count(), 0);
+        assert_eq!(
+            days_between(day("2026-12-02"), day("2026-12-01")).count(),
+            0
+        );
     }
 }
