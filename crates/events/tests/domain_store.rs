@@ -163,6 +163,7 @@ async fn lead_journey<S: EventStore + ?Sized + 'static>(store: Arc<S>) {
     let draft = LeadCommand::DraftMessage {
         draft_id,
         kind: salesdept_events::domain::lead::MessageKind::Initial,
+        variant: Some("speaker-a".into()),
         text: "Hi Maya, would you speak at our Postgres day?".into(),
         review: Review::NotNeeded,
         policy: Default::default(),

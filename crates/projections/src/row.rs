@@ -372,6 +372,7 @@ mod tests {
                 draft_id,
                 kind: MessageKind::Initial,
                 follow_up_number: None,
+                variant: None,
                 pii: Pii::message("Hi Maya"),
             }),
             LeadEvent::ReviewRequested(ReviewRequested {
@@ -422,6 +423,7 @@ mod tests {
                 draft_id: draft.draft_id,
                 slot_id: Uuid::now_v7(),
                 follow_up_number: None,
+                variant: None,
                 sent_at: at(15),
                 pii: Pii::message("Hi Maya"),
             }),

@@ -104,6 +104,8 @@ pub enum LeadCommand {
     DraftMessage {
         draft_id: Uuid,
         kind: MessageKind,
+        /// The template/variant the text was written from; the send carries it on.
+        variant: Option<String>,
         text: String,
         review: Review,
         policy: FollowUpPolicy,
@@ -454,6 +456,7 @@ impl LeadState {
         &self,
         draft_id: Uuid,
         kind: MessageKind,
+        variant: &Option<String>,
         text: &str,
         review: &Review,
         policy: &FollowUpPolicy,
@@ -484,6 +487,7 @@ impl LeadState {
             draft_id,
             kind,
             follow_up_number,
+            variant: non_blank_option(variant).map(|variant| variant.trim().to_owned()),
             pii: Pii::message(text),
         };
         let decision: LeadEvent = match review {
@@ -594,6 +598,7 @@ impl LeadState {
                 draft_id,
                 slot_id,
                 follow_up_number,
+                variant: draft.variant.clone(),
                 sent_at: now,
                 pii: Pii::message(draft.text.clone()),
             }
@@ -1009,10 +1014,11 @@ impl Aggregate for LeadState {
             LeadCommand::DraftMessage {
                 draft_id,
                 kind,
+                variant,
                 text,
                 review,
                 policy,
-            } => self.decide_draft(*draft_id, *kind, text, review, policy),
+            } => self.decide_draft(*draft_id, *kind, variant, text, review, policy),
             LeadCommand::ApproveMessage {
                 draft_id,
                 edited_text,

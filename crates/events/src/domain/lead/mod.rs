@@ -345,6 +345,12 @@ pub struct MessageDrafted {
     /// 1, 2… for follow-ups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up_number: Option<u32>,
+    /// The message template/variant the text was written from (e.g. `speaker-a`), so reply
+    /// rates can be compared per variant. Not personal data. Added without a schema bump: it is
+    /// optional, absent in older bodies (read as None) and left out when None, so events written
+    /// before it and after it read alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(default)]
     pub pii: Pii,
 }
@@ -385,6 +391,10 @@ pub struct MessageSent {
     pub slot_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up_number: Option<u32>,
+    /// The draft's template/variant, copied from its `message_drafted` (see
+    /// [`MessageDrafted::variant`]; optional without a schema bump for the same reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(with = "crate::envelope::rfc3339")]
     pub sent_at: DateTime<Utc>,
     #[serde(default)]

@@ -38,6 +38,8 @@ pub enum DraftState {
 pub struct Draft {
     pub kind: MessageKind,
     pub follow_up_number: Option<u32>,
+    /// The template/variant it was written from.
+    pub variant: Option<String>,
     /// The text to send (the approved edit, if any).
     pub text: String,
     pub state: DraftState,
@@ -263,6 +265,7 @@ impl LeadState {
                     Draft {
                         kind: drafted.kind,
                         follow_up_number: drafted.follow_up_number,
+                        variant: drafted.variant.clone(),
                         text: drafted.pii.message_text.clone().unwrap_or_default(),
                         state: DraftState::Pending,
                     },

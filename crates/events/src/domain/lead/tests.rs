@@ -127,6 +127,7 @@ fn drafted(id: Uuid, kind: MessageKind, follow_up_number: Option<u32>) -> LeadEv
         draft_id: id,
         kind,
         follow_up_number,
+        variant: None,
         pii: Pii::message(format!("message {id}")),
     }
     .into()
@@ -162,6 +163,7 @@ fn sent(
         draft_id: id,
         slot_id: slot_id(1),
         follow_up_number,
+        variant: None,
         sent_at,
         pii: Pii::message(format!("message {id}")),
     }
@@ -292,6 +294,7 @@ fn draft(id: Uuid, kind: MessageKind, review: Review) -> LeadCommand {
     LeadCommand::DraftMessage {
         draft_id: id,
         kind,
+        variant: None,
         text: format!("message {id}"),
         review,
         policy: FollowUpPolicy::default(),
@@ -1146,6 +1149,61 @@ fn a_draft_needing_no_review_is_approved_at_once() {
 }
 
 #[test]
+fn the_drafts_variant_is_carried_into_the_sent_message() {
+    let mut command = draft(draft_id(1), MessageKind::Initial, Review::NotNeeded);
+    if let LeadCommand::DraftMessage { variant, .. } = &mut command {
+        *variant = Some(" speaker-a ".into());
+    }
+    let events = lead(ready(true)).when(command).then_ok();
+    let LeadEvent::MessageDrafted(drafted) = &events[0] else {
+        panic!("expected message_drafted first, got {events:?}");
+    };
+    assert_eq!(drafted.variant.as_deref(), Some("speaker-a"), "trimmed");
+    let sent = lead(with(ready(true), events))
+        .when(send(draft_id(1)))
+        .then_ok();
+    let [LeadEvent::MessageSent(sent)] = sent.as_slice() else {
+        panic!("expected one message_sent, got {sent:?}");
+    };
+    assert_eq!(sent.variant.as_deref(), Some("speaker-a"));
+}
+
+#[test]
+fn a_blank_variant_is_no_variant() {
+    let mut command = draft(draft_id(1), MessageKind::Initial, Review::NotNeeded);
+    if let LeadCommand::DraftMessage { variant, .. } = &mut command {
+        *variant = Some("  ".into());
+    }
+    lead(ready(true)).when(command).then([
+        drafted(draft_id(1), MessageKind::Initial, None),
+        approved(draft_id(1)),
+    ]);
+}
+
+#[test]
+fn messages_written_before_variants_existed_still_read() {
+    // A body stored before the field was added has no `variant` key; a None is not written.
+    let old_sent = serde_json::json!({
+        "account_id": "primary", "kind": "initial", "provider_message_id": "m-1",
+        "draft_id": draft_id(1), "slot_id": slot_id(1), "sent_at": "2026-11-02T10:00:00.000000Z",
+    });
+    let LeadEvent::MessageSent(sent) = LeadEvent::from_data("message_sent", old_sent).unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(sent.variant, None);
+    let old_drafted = serde_json::json!({ "draft_id": draft_id(1), "kind": "initial" });
+    let LeadEvent::MessageDrafted(drafted) =
+        LeadEvent::from_data("message_drafted", old_drafted).unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(drafted.variant, None);
+    let body = LeadEvent::from(drafted).to_data();
+    assert!(body.get("variant").is_none(), "{body}");
+}
+
+#[test]
 fn a_draft_needing_review_holds_the_lead_in_review() {
     lead(ready(true))
         .when(draft(
@@ -1297,6 +1355,7 @@ fn an_empty_message_is_refused() {
         .when(LeadCommand::DraftMessage {
             draft_id: draft_id(1),
             kind: MessageKind::Initial,
+            variant: None,
             text: " \n".into(),
             review: Review::NotNeeded,
             policy: FollowUpPolicy::default(),
@@ -1462,6 +1521,7 @@ fn the_follow_up_cap_is_configurable_and_counts_open_drafts() {
         .when(LeadCommand::DraftMessage {
             draft_id: draft_id(3),
             kind: MessageKind::FollowUp,
+            variant: None,
             text: "again".into(),
             review: Review::NotNeeded,
             policy,
@@ -2085,6 +2145,7 @@ mod properties {
                 } else {
                     MessageKind::Initial
                 },
+                variant: None,
                 text: format!("draft {slot}"),
                 review: if review {
                     Review::Required {
