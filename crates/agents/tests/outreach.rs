@@ -206,6 +206,7 @@ impl World {
                 draft_id,
                 kind: MessageKind::Initial,
                 text: format!("Hi {}, would you speak at our event?", person.first_name),
+                variant: Some("speaker_a".into()),
                 review: Review::NotNeeded,
                 policy: FollowUpPolicy::default(),
             },
