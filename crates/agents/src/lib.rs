@@ -7,4 +7,5 @@ pub mod linkedin;
 pub mod llm;
 pub mod mail;
 pub mod resilience;
+pub mod rules;
 pub mod sandbox;
