@@ -9,11 +9,13 @@
 //!   ([`analyse_reply`]); biased toward DoNotContact.
 //! - [`templates`]: the outreach messages in named variants, personalised only with checked
 //!   facts from the profile ([`draft_message`]).
+//! - [`evaluation`]: accuracy and confusion matrices against labelled examples.
 //! - [`text`]: token and phrase matching with clause-aware negation.
 //!
 //! Their answers have the types the LLM is asked for ([`crate::llm::answers`]), so an agent
 //! passes them as the fallback of `LlmPort::complete`.
 
+pub mod evaluation;
 pub mod profile;
 pub mod reply;
 pub mod templates;

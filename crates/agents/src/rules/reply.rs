@@ -47,8 +47,9 @@ const REFERRAL: &[&str] = &[
     "not the right person", "wrong person", "talk to", "speak to", "reach out to",
     "get in touch with", "contact my", "contact our", "ask my", "ask our", "ask their",
     "best to ask", "my colleague", "our colleague", "colleague of mine", "cc'd", "cc'ed",
-    "ccd", "cc", "copied in", "looped in", "looping in", "forwarded", "forwarding",
-    "i'll forward", "handles", "handle events", "in charge of", "owns partnerships",
+    "ccd", "cc", "copied in", "loop in", "looped in", "looping in", "forwarded", "forwarding",
+    "i'll forward", "handle*", "in charge of", "owns partnerships", "better fit",
+    "better person", "better placed", "better contact",
     "owns events", "responsible for events", "moved on from", "no longer at",
     "no longer with", "left the company", "have left", "i've left", "point you to",
     "introduce you",
@@ -56,7 +57,7 @@ const REFERRAL: &[&str] = &[
 
 /// Referral cues that also mean the person helped actively (looped someone in).
 const ACTIVE_REFERRAL: &[&str] = &[
-    "cc'd", "cc'ed", "ccd", "cc", "copied in", "looped in", "looping in", "forwarded",
+    "cc'd", "cc'ed", "ccd", "cc", "copied in", "loop in", "looped in", "looping in", "forwarded",
     "forwarding", "i'll forward", "introduce you",
 ];
 
@@ -69,7 +70,7 @@ const NOT_INTERESTED: &[&str] = &[
     "not this year", "stepping back", "step back", "poor roi", "no roi", "don't do",
     "we don't", "not looking", "decline", "declining", "cutting costs", "cost cutting",
     "meh", "not relevant", "no capacity", "too busy", "not going to", "i don't think so",
-    "not something we",
+    "not something we*",
 ];
 
 /// Refusals that leave the door open: their sentiment is Neutral, not Negative.
@@ -173,7 +174,7 @@ fn intent_of(text: &str, tokens: &Tokens) -> (Intent, f64, Option<&'static str>)
 const REFERRAL_TARGETS: &[&str] = &[
     "colleague", "co founder", "cofounder", "founder", "lead", "manager", "head", "director",
     "team", "cmo", "ceo", "cto", "cro", "vp", "marketing", "partnerships", "events", "him",
-    "her", "them", "person", "replacement", "successor", "instead",
+    "her", "them", "they", "she", "he", "person", "replacement", "successor", "instead",
 ];
 
 /// "interested" under a negation ("I am not really interested").
@@ -411,7 +412,7 @@ const NOT_NAMES: &[&str] = &[
 const NAME_CUES: &[&str] = &[
     "to", "contact", "ask", "colleague", "cofounder", "founder", "lead", "manager", "head",
     "director", "cc'd", "cc'ed", "ccd", "cc", "with", "ping", "try", "email", "is", "named",
-    "called", "cmo", "ceo", "cto", "vp", "owner", "boss", "partner", "copied", "looped",
+    "called", "cmo", "ceo", "cto", "vp", "owner", "boss", "partner", "copied", "looped", "in",
 ];
 
 /// The person a referral names: capitalised words after a cue ("talk to Jana Kral", "my
@@ -506,6 +507,10 @@ mod tests {
              "a referral is not a refusal"),
             ("My colleague Raj runs our events, I've cc'd him.", Referral, Positive,
              "looped in"),
+            ("Let me loop in Dana Cole; she runs our sponsorships.", Referral, Positive,
+             "loop in a named colleague"),
+            ("Not something we're pursuing at the moment.", NotInterested, Negative,
+             "contraction after the refusal"),
             ("Ok.", InfoRequest, Neutral, "no cue: a human reads it"),
         ];
         for (text, intent, sentiment, why) in cases {
