@@ -40,7 +40,11 @@ fn label<'a>(record: &'a Value, field: &str) -> &'a str {
 #[test]
 fn profiles_are_classified_at_85_percent_or_better_and_scores_follow_the_tiers() {
     let records = fixture("profiles.dev.jsonl");
-    assert!(records.len() >= 30, "the dev set has {} profiles", records.len());
+    assert!(
+        records.len() >= 30,
+        "the dev set has {} profiles",
+        records.len()
+    );
     let names: Vec<&str> = Classification::ALL.iter().map(|c| c.as_str()).collect();
     let mut matrix = ConfusionMatrix::new("classification", &names);
     let mut by_tier: Vec<(String, f64)> = Vec::new();
@@ -55,7 +59,10 @@ fn profiles_are_classified_at_85_percent_or_better_and_scores_follow_the_tiers()
                 record["id"], profile.position, answer.classification, answer.rationale
             );
         }
-        by_tier.push((label(record, "tier").to_owned(), answer.quality_score.value()));
+        by_tier.push((
+            label(record, "tier").to_owned(),
+            answer.quality_score.value(),
+        ));
     }
     println!("{matrix}");
     assert!(matrix.accuracy() >= 0.85, "{matrix}");
@@ -87,13 +94,21 @@ fn profiles_are_classified_at_85_percent_or_better_and_scores_follow_the_tiers()
         band_share * 100.0
     );
     assert!(mean("high") > mean("medium") && mean("medium") > mean("low"));
-    assert!(band_share >= 0.75, "only {:.0} % in band", band_share * 100.0);
+    assert!(
+        band_share >= 0.75,
+        "only {:.0} % in band",
+        band_share * 100.0
+    );
 }
 
 #[test]
 fn replies_are_analysed_at_85_percent_or_better_and_no_do_not_contact_is_missed() {
     let records = fixture("replies.dev.jsonl");
-    assert!(records.len() >= 40, "the dev set has {} replies", records.len());
+    assert!(
+        records.len() >= 40,
+        "the dev set has {} replies",
+        records.len()
+    );
     let intents: Vec<&str> = Intent::ALL.iter().map(|i| i.as_str()).collect();
     let sentiments: Vec<&str> = Sentiment::ALL.iter().map(|s| s.as_str()).collect();
     let mut intent_matrix = ConfusionMatrix::new("intent", &intents);

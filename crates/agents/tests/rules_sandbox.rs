@@ -39,7 +39,10 @@ fn sandbox_people_are_classified_as_their_archetype() {
         };
         let answer = assess_profile(&as_profile(person));
         if answer.classification != expected {
-            println!("miss: {} / {} / {:?} -> {}", person.position, person.industry, person.about, answer.rationale);
+            println!(
+                "miss: {} / {} / {:?} -> {}",
+                person.position, person.industry, person.about, answer.rationale
+            );
         }
         matrix.record(expected.as_str(), answer.classification.as_str());
     }
@@ -55,9 +58,17 @@ fn sandbox_replies_are_read_as_meant_and_every_do_not_contact_is_found() {
         event_name: "DeepTech Summit".into(),
         after_invitation: false,
     };
-    let kinds = [MessageKind::FirstMessage, MessageKind::FollowUp1, MessageKind::FollowUp2];
+    let kinds = [
+        MessageKind::FirstMessage,
+        MessageKind::FollowUp1,
+        MessageKind::FollowUp2,
+    ];
     // The rules' own templates are the messages, so the people answer what agents would send.
-    for person in network.people().iter().filter(|person| person.is_connection) {
+    for person in network
+        .people()
+        .iter()
+        .filter(|person| person.is_connection)
+    {
         let profile = as_profile(person);
         let classification = assess_profile(&profile).classification;
         let variant = TemplateVariant::choose(classification, &profile.linkedin_url);
@@ -65,7 +76,13 @@ fn sandbox_replies_are_read_as_meant_and_every_do_not_contact_is_found() {
             let message = draft_message(&profile, classification, kind, variant, &context);
             let at = start + Duration::days(4 * step as i64);
             network
-                .send_message("primary", &person.linkedin_url, &message.text, &format!("{}-{step}", person.id), at)
+                .send_message(
+                    "primary",
+                    &person.linkedin_url,
+                    &message.text,
+                    &format!("{}-{step}", person.id),
+                    at,
+                )
                 .unwrap();
         }
     }
@@ -74,7 +91,10 @@ fn sandbox_replies_are_read_as_meant_and_every_do_not_contact_is_found() {
     for reply in network.replies_between(start - Duration::days(1), start + Duration::days(60)) {
         let answer = analyse_reply(&reply.text);
         if answer.intent != reply.intent {
-            println!("miss: {:?} meant {}, read {}", reply.text, reply.intent, answer.intent);
+            println!(
+                "miss: {:?} meant {}, read {}",
+                reply.text, reply.intent, answer.intent
+            );
         }
         matrix.record(reply.intent.as_str(), answer.intent.as_str());
     }

@@ -89,7 +89,10 @@ fn reported_accuracy(stderr: &str, field: &str) -> f64 {
 fn profiles_with_the_rules_one_line_per_profile_and_an_accuracy_report() {
     let dir = workdir();
     let file = fixture("profiles.dev.jsonl");
-    let output = salesdept(dir.path(), &["classify", "profiles", file.to_str().unwrap(), "--rules"]);
+    let output = salesdept(
+        dir.path(),
+        &["classify", "profiles", file.to_str().unwrap(), "--rules"],
+    );
     let errors = stderr(&output);
     assert!(output.status.success(), "{errors}");
     let lines = stdout_lines(&output);
@@ -99,17 +102,34 @@ fn profiles_with_the_rules_one_line_per_profile_and_an_accuracy_report() {
         let object = line.as_object().unwrap();
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["classification", "confidence", "id", "quality_score", "rationale"]);
-        assert!(["Speaker", "Sponsor", "Other"].contains(&line["classification"].as_str().unwrap()));
+        assert_eq!(
+            keys,
+            [
+                "classification",
+                "confidence",
+                "id",
+                "quality_score",
+                "rationale"
+            ]
+        );
+        assert!(
+            ["Speaker", "Sponsor", "Other"].contains(&line["classification"].as_str().unwrap())
+        );
         let confidence = line["confidence"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&confidence), "{line}");
         let score = line["quality_score"].as_f64().unwrap();
         assert!((1.0..=10.0).contains(&score), "{line}");
         assert!(!line["rationale"].as_str().unwrap().is_empty());
     }
-    assert!(errors.contains("label \\ predicted"), "a confusion matrix: {errors}");
+    assert!(
+        errors.contains("label \\ predicted"),
+        "a confusion matrix: {errors}"
+    );
     assert!(errors.contains("quality_score mean by tier"), "{errors}");
-    assert!(reported_accuracy(&errors, "classification") >= 85.0, "{errors}");
+    assert!(
+        reported_accuracy(&errors, "classification") >= 85.0,
+        "{errors}"
+    );
     assert!(!dir.path().join("data").exists(), "the rules need no store");
 }
 
@@ -117,7 +137,10 @@ fn profiles_with_the_rules_one_line_per_profile_and_an_accuracy_report() {
 fn replies_with_the_rules_one_line_per_reply_and_an_accuracy_report() {
     let dir = workdir();
     let file = fixture("replies.dev.jsonl");
-    let output = salesdept(dir.path(), &["classify", "replies", file.to_str().unwrap(), "--rules"]);
+    let output = salesdept(
+        dir.path(),
+        &["classify", "replies", file.to_str().unwrap(), "--rules"],
+    );
     let errors = stderr(&output);
     assert!(output.status.success(), "{errors}");
     let lines = stdout_lines(&output);
@@ -140,10 +163,18 @@ fn replies_with_the_rules_one_line_per_reply_and_an_accuracy_report() {
 fn without_any_llm_configuration_the_rules_answer_and_no_store_is_opened() {
     let dir = workdir();
     let file = dir.path().join("replies.jsonl");
-    std::fs::write(&file, "{\"id\": 1, \"text\": \"Please stop messaging me.\"}\n").unwrap();
+    std::fs::write(
+        &file,
+        "{\"id\": 1, \"text\": \"Please stop messaging me.\"}\n",
+    )
+    .unwrap();
     let output = salesdept(dir.path(), &["classify", "replies", file.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("with the rules engine"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("with the rules engine"),
+        "{}",
+        stderr(&output)
+    );
     let lines = stdout_lines(&output);
     assert_eq!(lines[0]["id"], 1);
     assert_eq!(lines[0]["intent"], "DoNotContact");
@@ -164,10 +195,19 @@ fn malformed_lines_are_named_and_do_not_stop_the_others() {
         r#"{"id": "ok-7", "name": "Bo", "position": "Recruiter", "industry": "Staffing"}"#,
     ];
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let output = salesdept(dir.path(), &["classify", "profiles", file.to_str().unwrap(), "--rules"]);
+    let output = salesdept(
+        dir.path(),
+        &["classify", "profiles", file.to_str().unwrap(), "--rules"],
+    );
     let errors = stderr(&output);
-    assert!(!output.status.success(), "a failed line makes the command fail");
-    let ids: Vec<Value> = stdout_lines(&output).iter().map(|line| line["id"].clone()).collect();
+    assert!(
+        !output.status.success(),
+        "a failed line makes the command fail"
+    );
+    let ids: Vec<Value> = stdout_lines(&output)
+        .iter()
+        .map(|line| line["id"].clone())
+        .collect();
     assert_eq!(ids, [json!("ok-1"), json!("ok-7")], "{errors}");
     for (number, why) in [
         (2, "not valid JSON"),
@@ -180,16 +220,29 @@ fn malformed_lines_are_named_and_do_not_stop_the_others() {
             "line {number} ({why}) is not reported:\n{errors}"
         );
     }
-    assert!(!errors.contains("line 3:"), "a blank line is no error: {errors}");
-    assert!(errors.contains("4 of 6 lines could not be classified"), "{errors}");
+    assert!(
+        !errors.contains("line 3:"),
+        "a blank line is no error: {errors}"
+    );
+    assert!(
+        errors.contains("4 of 6 lines could not be classified"),
+        "{errors}"
+    );
 }
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
     let dir = workdir();
-    let output = salesdept(dir.path(), &["classify", "replies", "nowhere.jsonl", "--rules"]);
+    let output = salesdept(
+        dir.path(),
+        &["classify", "replies", "nowhere.jsonl", "--rules"],
+    );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("cannot open nowhere.jsonl"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot open nowhere.jsonl"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// A fake OpenAI-compatible server that answers every chat completion with `answer`.
@@ -262,7 +315,11 @@ async fn profiles_through_the_llm_chain_get_the_fake_models_answers_and_the_cach
         })
     };
     let args = |extra: &[&str]| {
-        let mut args = vec!["classify".to_owned(), "profiles".to_owned(), file.display().to_string()];
+        let mut args = vec![
+            "classify".to_owned(),
+            "profiles".to_owned(),
+            file.display().to_string(),
+        ];
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         args
     };
@@ -284,14 +341,21 @@ async fn profiles_through_the_llm_chain_get_the_fake_models_answers_and_the_cach
     let body: Value = requests[0].body_json().unwrap();
     let system = body["messages"][0]["content"].as_str().unwrap();
     let user = body["messages"][1]["content"].as_str().unwrap();
-    assert!(!system.contains("Maya Lindqvist") && user.contains("Maya Lindqvist"), "{body}");
+    assert!(
+        !system.contains("Maya Lindqvist") && user.contains("Maya Lindqvist"),
+        "{body}"
+    );
     // The first profile is labelled Speaker, so the fake's answers score 0 of 1 there.
     assert!(errors.contains("classification: accuracy"), "{errors}");
 
     // The same input again is served from the store's cache.
     let again = run(args(&[])).await.unwrap();
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(stderr(&again).contains("provider 0, cache 3, rules 0"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("provider 0, cache 3, rules 0"),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 
     // --rules forces the rules engine: no call, the rules' rationale.
@@ -316,5 +380,8 @@ fn an_llm_provider_without_llm_yaml_is_a_configuration_error() {
     let output = salesdept(dir.path(), &["classify", "replies", file.to_str().unwrap()]);
     assert!(!output.status.success());
     let errors = stderr(&output);
-    assert!(errors.contains("sales_manager.llm_provider") && errors.contains("llm.yaml"), "{errors}");
+    assert!(
+        errors.contains("sales_manager.llm_provider") && errors.contains("llm.yaml"),
+        "{errors}"
+    );
 }

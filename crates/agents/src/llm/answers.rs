@@ -42,10 +42,10 @@ pub struct ProfileAssessment {
 impl Validate for ProfileAssessment {
     fn validate(&self) -> Result<(), String> {
         check_rationale(&self.rationale)?;
-        if let Some(factors) = &self.factors {
-            if let Some((name, value)) = factors.iter().find(|(_, value)| !value.is_finite()) {
-                return Err(format!("factor {name} is {value}, not a finite number"));
-            }
+        if let Some(factors) = &self.factors
+            && let Some((name, value)) = factors.iter().find(|(_, value)| !value.is_finite())
+        {
+            return Err(format!("factor {name} is {value}, not a finite number"));
         }
         Ok(())
     }
@@ -95,7 +95,10 @@ impl Validate for ReplyAssessment {
             .as_ref()
             .is_some_and(|person| person.trim().is_empty() || person.chars().count() > 120)
         {
-            return Err("referred_person must be a name or an email address (1–120 characters) or null".into());
+            return Err(
+                "referred_person must be a name or an email address (1–120 characters) or null"
+                    .into(),
+            );
         }
         // The costliest mistake has a fixed tone: a request to stop is never positive.
         if self.intent == Intent::DoNotContact && self.sentiment == Sentiment::Positive {
@@ -132,7 +135,9 @@ impl Validate for DraftedMessage {
         // Commercial terms are the team's to offer, never a draft's.
         let lower = self.text.to_lowercase();
         if lower.contains("discount") || self.text.contains('%') {
-            return Err("text offers a discount or a percentage; drafts make no commercial offers".into());
+            return Err(
+                "text offers a discount or a percentage; drafts make no commercial offers".into(),
+            );
         }
         Ok(())
     }
@@ -143,7 +148,9 @@ fn check_rationale(rationale: &str) -> Result<(), String> {
     if rationale.trim().is_empty() {
         Err("rationale is empty: say in one sentence why".into())
     } else if length > 1_000 {
-        Err(format!("rationale has {length} characters; keep it under 1000"))
+        Err(format!(
+            "rationale has {length} characters; keep it under 1000"
+        ))
     } else {
         Ok(())
     }
@@ -299,7 +306,11 @@ mod tests {
             ),
         ];
         for task in tasks {
-            assert!(!task.instructions.contains("Ignore previous"), "{}", task.name);
+            assert!(
+                !task.instructions.contains("Ignore previous"),
+                "{}",
+                task.name
+            );
             assert!(!task.instructions.contains("Fjordbyte"), "{}", task.name);
             let prompt = Prompt::build::<ProfileAssessment>(&task).unwrap();
             assert!(!prompt.system.contains("Ignore previous"), "{}", task.name);
@@ -314,13 +325,25 @@ mod tests {
             TemplateVariant::SpeakerA,
             &MessageContext::default(),
         );
-        assert!(!draft.data.to_string().contains("discount"), "{}", draft.data);
+        assert!(
+            !draft.data.to_string().contains("discount"),
+            "{}",
+            draft.data
+        );
     }
 
     #[test]
     fn rules_answers_are_valid_answers() {
-        rules::assess_profile(&injected_profile()).validate().unwrap();
-        for reply in ["Yes!", "Out of office until 3 May", "Talk to Ana Silva", "Unsubscribe", ""] {
+        rules::assess_profile(&injected_profile())
+            .validate()
+            .unwrap();
+        for reply in [
+            "Yes!",
+            "Out of office until 3 May",
+            "Talk to Ana Silva",
+            "Unsubscribe",
+            "",
+        ] {
             rules::analyse_reply(reply).validate().unwrap();
         }
     }
@@ -328,16 +351,26 @@ mod tests {
     #[test]
     fn invalid_answers_are_refused_with_a_reason() {
         let profile_cases: &[(serde_json::Value, &str)] = &[
-            (json!({"classification": "Speaker", "confidence": 1.5, "quality_score": 8, "rationale": "x"}),
-             "confidence above 1"),
-            (json!({"classification": "Speaker", "confidence": 0.5, "quality_score": 0, "rationale": "x"}),
-             "quality below 1"),
-            (json!({"classification": "Speaker", "confidence": 0.5, "quality_score": 11, "rationale": "x"}),
-             "quality above 10"),
-            (json!({"classification": "Vendor", "confidence": 0.5, "quality_score": 5, "rationale": "x"}),
-             "unknown classification"),
-            (json!({"classification": "Other", "confidence": 0.5, "quality_score": 5, "rationale": " "}),
-             "empty rationale"),
+            (
+                json!({"classification": "Speaker", "confidence": 1.5, "quality_score": 8, "rationale": "x"}),
+                "confidence above 1",
+            ),
+            (
+                json!({"classification": "Speaker", "confidence": 0.5, "quality_score": 0, "rationale": "x"}),
+                "quality below 1",
+            ),
+            (
+                json!({"classification": "Speaker", "confidence": 0.5, "quality_score": 11, "rationale": "x"}),
+                "quality above 10",
+            ),
+            (
+                json!({"classification": "Vendor", "confidence": 0.5, "quality_score": 5, "rationale": "x"}),
+                "unknown classification",
+            ),
+            (
+                json!({"classification": "Other", "confidence": 0.5, "quality_score": 5, "rationale": " "}),
+                "empty rationale",
+            ),
         ];
         for (answer, why) in profile_cases {
             let parsed = serde_json::from_value::<ProfileAssessment>(answer.clone())
@@ -345,7 +378,10 @@ mod tests {
                 .and_then(|value| value.validate());
             assert!(parsed.is_err(), "{why} was accepted");
         }
-        let reply = |intent: &str, sentiment: &str, return_date: serde_json::Value, person: serde_json::Value| {
+        let reply = |intent: &str,
+                     sentiment: &str,
+                     return_date: serde_json::Value,
+                     person: serde_json::Value| {
             serde_json::from_value::<ReplyAssessment>(json!({
                 "sentiment": sentiment, "intent": intent, "confidence": 0.8,
                 "return_date": return_date, "referred_person": person, "rationale": "because"
@@ -355,17 +391,51 @@ mod tests {
         };
         let null = serde_json::Value::Null;
         assert!(reply("OutOfOffice", "Neutral", json!("12 January"), null.clone()).is_ok());
-        assert!(reply("Interested", "Positive", json!("12 January"), null.clone()).is_err(), "date outside OOO");
-        assert!(reply("OutOfOffice", "Neutral", json!("whenever"), null.clone()).is_err(), "not a date");
-        assert!(reply("NotInterested", "Negative", null.clone(), json!("Ana")).is_err(), "person outside Referral");
-        assert!(reply("DoNotContact", "Positive", null.clone(), null.clone()).is_err(), "positive stop");
-        assert!(reply("Maybe", "Neutral", null.clone(), null.clone()).is_err(), "unknown intent");
-        let draft = |kind: MessageKind, text: &str| DraftedMessage { kind, variant: TemplateVariant::SpeakerA, text: text.into() }.validate();
+        assert!(
+            reply("Interested", "Positive", json!("12 January"), null.clone()).is_err(),
+            "date outside OOO"
+        );
+        assert!(
+            reply("OutOfOffice", "Neutral", json!("whenever"), null.clone()).is_err(),
+            "not a date"
+        );
+        assert!(
+            reply("NotInterested", "Negative", null.clone(), json!("Ana")).is_err(),
+            "person outside Referral"
+        );
+        assert!(
+            reply("DoNotContact", "Positive", null.clone(), null.clone()).is_err(),
+            "positive stop"
+        );
+        assert!(
+            reply("Maybe", "Neutral", null.clone(), null.clone()).is_err(),
+            "unknown intent"
+        );
+        let draft = |kind: MessageKind, text: &str| {
+            DraftedMessage {
+                kind,
+                variant: TemplateVariant::SpeakerA,
+                text: text.into(),
+            }
+            .validate()
+        };
         assert!(draft(MessageKind::ConnectionNote, &"a".repeat(300)).is_ok());
-        assert!(draft(MessageKind::ConnectionNote, &"a".repeat(301)).is_err(), "note over 300");
-        assert!(draft(MessageKind::FirstMessage, &"a".repeat(8_001)).is_err(), "message over 8000");
-        assert!(draft(MessageKind::FirstMessage, "Hi {first_name}").is_err(), "placeholder left");
-        assert!(draft(MessageKind::FirstMessage, "A 90% discount for you").is_err(), "commercial offer");
+        assert!(
+            draft(MessageKind::ConnectionNote, &"a".repeat(301)).is_err(),
+            "note over 300"
+        );
+        assert!(
+            draft(MessageKind::FirstMessage, &"a".repeat(8_001)).is_err(),
+            "message over 8000"
+        );
+        assert!(
+            draft(MessageKind::FirstMessage, "Hi {first_name}").is_err(),
+            "placeholder left"
+        );
+        assert!(
+            draft(MessageKind::FirstMessage, "A 90% discount for you").is_err(),
+            "commercial offer"
+        );
         assert!(draft(MessageKind::FirstMessage, "  ").is_err(), "empty");
     }
 

@@ -131,7 +131,10 @@ mod tests {
         assert_eq!(matrix.recall("Yes"), Some(0.5));
         assert_eq!(matrix.recall("Maybe"), None);
         let text = matrix.to_string();
-        assert!(text.starts_with("intent: accuracy 50.0 % (2 of 4)"), "{text}");
+        assert!(
+            text.starts_with("intent: accuracy 50.0 % (2 of 4)"),
+            "{text}"
+        );
         assert!(text.contains("Maybe"), "{text}");
         assert_eq!(ConfusionMatrix::new("x", &[]).accuracy(), 0.0);
     }

@@ -95,7 +95,9 @@ impl Function {
     pub fn buys_sponsorships(self) -> bool {
         matches!(
             self,
-            Self::Marketing | Self::DeveloperRelations | Self::Partnerships
+            Self::Marketing
+                | Self::DeveloperRelations
+                | Self::Partnerships
                 | Self::BusinessDevelopment
         )
     }
@@ -227,45 +229,99 @@ const SIGNAL_PHRASES: &[(SignalKind, &[&str])] = &[
     (
         SignalKind::Talk,
         &[
-            "spoke", "speak", "speaks", "speaking at", "speaking on", "speaking about",
-            "speaker*", "talk", "talks", "slides", "presented", "presenting at", "panelist*",
-            "panel at", "webinar*", "conference talk*", "speaking",
+            "spoke",
+            "speak",
+            "speaks",
+            "speaking at",
+            "speaking on",
+            "speaking about",
+            "speaker*",
+            "talk",
+            "talks",
+            "slides",
+            "presented",
+            "presenting at",
+            "panelist*",
+            "panel at",
+            "webinar*",
+            "conference talk*",
+            "speaking",
         ],
     ),
     (
         SignalKind::Paper,
         &[
-            "paper", "papers", "neurips", "icml", "iclr", "acl", "cvpr", "vldb", "sigmod",
-            "usenix", "osdi", "sosp", "arxiv", "peer reviewed", "phd", "publications",
+            "paper",
+            "papers",
+            "neurips",
+            "icml",
+            "iclr",
+            "acl",
+            "cvpr",
+            "vldb",
+            "sigmod",
+            "usenix",
+            "osdi",
+            "sosp",
+            "arxiv",
+            "peer reviewed",
+            "phd",
+            "publications",
         ],
     ),
     (
         SignalKind::Book,
         &[
-            "author of", "co author", "coauthor", "book", "books", "o'reilly", "oreilly",
-            "manning", "pragmatic bookshelf",
+            "author of",
+            "co author",
+            "coauthor",
+            "book",
+            "books",
+            "o'reilly",
+            "oreilly",
+            "manning",
+            "pragmatic bookshelf",
         ],
     ),
     (
         SignalKind::OpenSource,
         &[
-            "open source", "maintainer*", "contributor to", "committer", "github", "oss",
+            "open source",
+            "maintainer*",
+            "contributor to",
+            "committer",
+            "github",
+            "oss",
         ],
     ),
     (SignalKind::Podcast, &["podcast*"]),
     (
         SignalKind::Writing,
         &[
-            "writing about", "writes about", "write about", "blog", "blog post*", "blogger",
-            "articles", "newsletter author",
+            "writing about",
+            "writes about",
+            "write about",
+            "blog",
+            "blog post*",
+            "blogger",
+            "articles",
+            "newsletter author",
         ],
     ),
     (
         SignalKind::Sponsorship,
         &[
-            "sponsor*", "booth*", "exhibit*", "event partner*", "co marketing",
-            "event presence", "events programme", "events program", "developer events",
-            "back developer conferences", "conference partner*",
+            "sponsor*",
+            "booth*",
+            "exhibit*",
+            "event partner*",
+            "co marketing",
+            "event presence",
+            "events programme",
+            "events program",
+            "developer events",
+            "back developer conferences",
+            "conference partner*",
         ],
     ),
     (
@@ -396,43 +452,74 @@ fn function_of(position: &Tokens) -> Function {
         (
             Function::HumanResources,
             &[
-                "recruit*", "talent", "hr", "human resources", "people", "people operations",
+                "recruit*",
+                "talent",
+                "hr",
+                "human resources",
+                "people",
+                "people operations",
             ],
         ),
         (
             Function::DeveloperRelations,
             &[
-                "developer relations", "devrel", "developer advocate", "advocate",
-                "evangelist", "community",
+                "developer relations",
+                "devrel",
+                "developer advocate",
+                "advocate",
+                "evangelist",
+                "community",
             ],
         ),
-        (Function::Partnerships, &["partnership*", "alliance*", "partner"]),
+        (
+            Function::Partnerships,
+            &["partnership*", "alliance*", "partner"],
+        ),
         (
             Function::BusinessDevelopment,
             &["business development", "bd", "bizdev"],
         ),
         (
             Function::Marketing,
-            &["marketing", "marketer", "cmo", "brand", "growth", "demand generation"],
+            &[
+                "marketing",
+                "marketer",
+                "cmo",
+                "brand",
+                "growth",
+                "demand generation",
+            ],
         ),
         (
             Function::Sales,
             &[
-                "sales", "account executive", "account manager", "cro", "revenue",
+                "sales",
+                "account executive",
+                "account manager",
+                "cro",
+                "revenue",
                 "sales development",
             ],
         ),
         (
             Function::Research,
-            &[
-                "research*", "scientist", "professor", "postdoc*", "phd",
-            ],
+            &["research*", "scientist", "professor", "postdoc*", "phd"],
         ),
         (
             Function::Engineering,
             &[
-                "engineer*", "developer", "cto", "chief technology", "chief technical",
-                "architect", "programmer", "sre", "devops", "software", "technical", "tech lead",
+                "engineer*",
+                "developer",
+                "cto",
+                "chief technology",
+                "chief technical",
+                "architect",
+                "programmer",
+                "sre",
+                "devops",
+                "software",
+                "technical",
+                "tech lead",
                 "chief scientist",
             ],
         ),
@@ -440,8 +527,16 @@ fn function_of(position: &Tokens) -> Function {
         (
             Function::Executive,
             &[
-                "ceo", "chief executive", "founder", "cofounder", "president",
-                "managing director", "owner", "coo", "chief operating", "general manager",
+                "ceo",
+                "chief executive",
+                "founder",
+                "cofounder",
+                "president",
+                "managing director",
+                "owner",
+                "coo",
+                "chief operating",
+                "general manager",
             ],
         ),
         (Function::Product, &["product"]),
@@ -464,27 +559,45 @@ fn seniority_of(position: &Tokens) -> Seniority {
         (
             Seniority::Entry,
             &[
-                "student", "intern", "internship", "junior", "trainee", "apprentice",
-                "coordinator", "assistant",
+                "student",
+                "intern",
+                "internship",
+                "junior",
+                "trainee",
+                "apprentice",
+                "coordinator",
+                "assistant",
             ],
         ),
         (Seniority::Founder, &["founder", "cofounder", "owner"]),
         (
             Seniority::CLevel,
             &[
-                "chief", "cto", "ceo", "cmo", "cro", "coo", "cfo", "cpo", "cio", "ciso",
-                "president", "managing director",
+                "chief",
+                "cto",
+                "ceo",
+                "cmo",
+                "cro",
+                "coo",
+                "cfo",
+                "cpo",
+                "cio",
+                "ciso",
+                "president",
+                "managing director",
             ],
         ),
-        (
-            Seniority::Vp,
-            &["vp", "vice president", "svp", "evp"],
-        ),
+        (Seniority::Vp, &["vp", "vice president", "svp", "evp"]),
         (Seniority::HeadDirector, &["head", "director"]),
         (
             Seniority::LeadPrincipal,
             &[
-                "distinguished", "principal", "staff", "fellow", "lead", "architect",
+                "distinguished",
+                "principal",
+                "staff",
+                "fellow",
+                "lead",
+                "architect",
             ],
         ),
         (Seniority::Manager, &["manager"]),
@@ -498,30 +611,107 @@ fn seniority_of(position: &Tokens) -> Seniority {
 
 fn industry_fit(profile: &Profile, about: &Tokens, activity: &Tokens) -> IndustryFit {
     const CORE: &[&str] = &[
-        "software", "developer*", "artificial intelligence", "machine learning", "ai", "cloud",
-        "data", "database*", "internet", "computer*", "security", "cybersecurity",
-        "semiconductor*", "information technology", "it services", "saas", "open source",
-        "technology", "tech", "robotics", "aerospace", "research", "quantum", "devops",
-        "infrastructure", "platform*", "telecommunication*", "electronics", "biotech*",
+        "software",
+        "developer*",
+        "artificial intelligence",
+        "machine learning",
+        "ai",
+        "cloud",
+        "data",
+        "database*",
+        "internet",
+        "computer*",
+        "security",
+        "cybersecurity",
+        "semiconductor*",
+        "information technology",
+        "it services",
+        "saas",
+        "open source",
+        "technology",
+        "tech",
+        "robotics",
+        "aerospace",
+        "research",
+        "quantum",
+        "devops",
+        "infrastructure",
+        "platform*",
+        "telecommunication*",
+        "electronics",
+        "biotech*",
     ];
     const ADJACENT: &[&str] = &[
-        "financial", "fintech", "banking", "insurance", "automotive", "logistics", "education",
-        "e learning", "gaming", "games", "media", "consulting", "engineering", "energy",
-        "health tech", "space", "defense", "defence", "mobility",
+        "financial",
+        "fintech",
+        "banking",
+        "insurance",
+        "automotive",
+        "logistics",
+        "education",
+        "e learning",
+        "gaming",
+        "games",
+        "media",
+        "consulting",
+        "engineering",
+        "energy",
+        "health tech",
+        "space",
+        "defense",
+        "defence",
+        "mobility",
     ];
     const OUTSIDE: &[&str] = &[
-        "retail", "wholesale", "staffing", "recruiting", "translation", "events services",
-        "wellness", "fitness", "manufacturing", "transportation", "hospital", "health care",
-        "healthcare", "hospitality", "food", "restaurant*", "real estate", "legal", "law",
-        "construction", "non profit", "nonprofit", "government", "farming", "agriculture",
-        "beauty", "cosmetics", "wedding*", "apparel", "fashion", "furniture", "religious",
+        "retail",
+        "wholesale",
+        "staffing",
+        "recruiting",
+        "translation",
+        "events services",
+        "wellness",
+        "fitness",
+        "manufacturing",
+        "transportation",
+        "hospital",
+        "health care",
+        "healthcare",
+        "hospitality",
+        "food",
+        "restaurant*",
+        "real estate",
+        "legal",
+        "law",
+        "construction",
+        "non profit",
+        "nonprofit",
+        "government",
+        "farming",
+        "agriculture",
+        "beauty",
+        "cosmetics",
+        "wedding*",
+        "apparel",
+        "fashion",
+        "furniture",
+        "religious",
     ];
     // Technical work described in the profile itself lifts a non-tech industry to adjacent:
     // a platform team in a hospital, an open-source project run as a non-profit.
     const TECH_WORK: &[&str] = &[
-        "open source", "software", "api", "apis", "platform team", "platform engineering",
-        "developer*", "cloud", "kubernetes", "machine learning", "distributed systems",
-        "devex", "data infrastructure",
+        "open source",
+        "software",
+        "api",
+        "apis",
+        "platform team",
+        "platform engineering",
+        "developer*",
+        "cloud",
+        "kubernetes",
+        "machine learning",
+        "distributed systems",
+        "devex",
+        "data infrastructure",
     ];
     let industry = Tokens::new(&profile.industry);
     let fit = if industry.is_empty() {
@@ -537,9 +727,7 @@ fn industry_fit(profile: &Profile, about: &Tokens, activity: &Tokens) -> Industr
     };
     let describes_tech_work = about.contains_any(TECH_WORK) || activity.contains_any(TECH_WORK);
     match fit {
-        IndustryFit::Outside | IndustryFit::Unknown if describes_tech_work => {
-            IndustryFit::Adjacent
-        }
+        IndustryFit::Outside | IndustryFit::Unknown if describes_tech_work => IndustryFit::Adjacent,
         fit => fit,
     }
 }
@@ -569,7 +757,7 @@ pub fn class_scores(features: &ProfileFeatures) -> ClassScores {
 
     let speaker_role = match (function, seniority) {
         (_, Seniority::Entry) => 0.0,
-        (f, s) if matches!(f, Function::Engineering | Function::Research) => match s {
+        (Function::Engineering | Function::Research, s) => match s {
             Seniority::CLevel | Seniority::Founder => 3.0,
             Seniority::Vp | Seniority::HeadDirector => 2.5,
             Seniority::LeadPrincipal => 2.0,
@@ -836,21 +1024,67 @@ mod tests {
     fn positions_give_seniority_and_function() {
         let cases: &[(&str, Seniority, Function, &str)] = &[
             ("CTO", Seniority::CLevel, Function::Engineering, "acronym"),
-            ("Founder & CTO", Seniority::Founder, Function::Engineering, "CTO decides function"),
-            ("Co-founder & CEO", Seniority::Founder, Function::Executive, "hyphenated founder"),
+            (
+                "Founder & CTO",
+                Seniority::Founder,
+                Function::Engineering,
+                "CTO decides function",
+            ),
+            (
+                "Co-founder & CEO",
+                Seniority::Founder,
+                Function::Executive,
+                "hyphenated founder",
+            ),
             ("VP Engineering", Seniority::Vp, Function::Engineering, "vp"),
-            ("Head of Developer Marketing", Seniority::HeadDirector, Function::Marketing,
-             "developer marketing is marketing"),
-            ("Developer Relations Lead", Seniority::LeadPrincipal, Function::DeveloperRelations,
-             "devrel before engineering"),
-            ("HR Business Partner", Seniority::Individual, Function::HumanResources,
-             "HR before partnerships"),
-            ("Software Engineering Student", Seniority::Entry, Function::Engineering, "student"),
-            ("Product Marketing Manager", Seniority::Manager, Function::Marketing,
-             "marketing before product"),
-            ("Chief Revenue Officer", Seniority::CLevel, Function::Sales, "revenue is sales"),
-            ("Senior Recruiter", Seniority::Senior, Function::HumanResources, "recruiter"),
-            ("Freelance Translator", Seniority::Individual, Function::Other, "no known function"),
+            (
+                "Head of Developer Marketing",
+                Seniority::HeadDirector,
+                Function::Marketing,
+                "developer marketing is marketing",
+            ),
+            (
+                "Developer Relations Lead",
+                Seniority::LeadPrincipal,
+                Function::DeveloperRelations,
+                "devrel before engineering",
+            ),
+            (
+                "HR Business Partner",
+                Seniority::Individual,
+                Function::HumanResources,
+                "HR before partnerships",
+            ),
+            (
+                "Software Engineering Student",
+                Seniority::Entry,
+                Function::Engineering,
+                "student",
+            ),
+            (
+                "Product Marketing Manager",
+                Seniority::Manager,
+                Function::Marketing,
+                "marketing before product",
+            ),
+            (
+                "Chief Revenue Officer",
+                Seniority::CLevel,
+                Function::Sales,
+                "revenue is sales",
+            ),
+            (
+                "Senior Recruiter",
+                Seniority::Senior,
+                Function::HumanResources,
+                "recruiter",
+            ),
+            (
+                "Freelance Translator",
+                Seniority::Individual,
+                Function::Other,
+                "no known function",
+            ),
             ("", Seniority::Unknown, Function::Other, "no position"),
         ];
         for (position, seniority, function, why) in cases {
@@ -895,53 +1129,92 @@ mod tests {
                 "an engineer without anything public to say",
             ),
             (
-                profile("Backend Developer", "Software Development",
-                        "Maintainer of a popular open-source HTTP library; gave a talk at GopherCon.", ""),
+                profile(
+                    "Backend Developer",
+                    "Software Development",
+                    "Maintainer of a popular open-source HTTP library; gave a talk at GopherCon.",
+                    "",
+                ),
                 Classification::Speaker,
                 "an engineer with talks and open source",
             ),
             (
-                profile("CTO", "Software Development",
-                        "I am no longer speaking at conferences; focused on the team.", ""),
+                profile(
+                    "CTO",
+                    "Software Development",
+                    "I am no longer speaking at conferences; focused on the team.",
+                    "",
+                ),
                 Classification::Sponsor,
                 "a CTO who stopped speaking is still a C-level buyer",
             ),
             (
-                profile("Growth Marketing Lead", "Developer Tools",
-                        "We sponsor meetups for backend developers.", ""),
+                profile(
+                    "Growth Marketing Lead",
+                    "Developer Tools",
+                    "We sponsor meetups for backend developers.",
+                    "",
+                ),
                 Classification::Sponsor,
                 "marketing at a developer-tools company with sponsorships",
             ),
             (
-                profile("Marketing Manager", "Software Development",
-                        "I run launches, not event budgets or sponsorships.", ""),
+                profile(
+                    "Marketing Manager",
+                    "Software Development",
+                    "I run launches, not event budgets or sponsorships.",
+                    "",
+                ),
                 Classification::Other,
                 "negated budget and sponsorship",
             ),
             (
-                profile("Head of Partnerships", "Restaurants", "Partnerships with local farms.", ""),
+                profile(
+                    "Head of Partnerships",
+                    "Restaurants",
+                    "Partnerships with local farms.",
+                    "",
+                ),
                 Classification::Other,
                 "partnerships outside technology",
             ),
             (
-                profile("Event Marketing Manager", "Computer and Network Security",
-                        "Sponsorships, booths and speaking slots at security summits.", ""),
+                profile(
+                    "Event Marketing Manager",
+                    "Computer and Network Security",
+                    "Sponsorships, booths and speaking slots at security summits.",
+                    "",
+                ),
                 Classification::Sponsor,
                 "bought speaking slots are not talks",
             ),
             (
-                profile("Founder", "Health, Wellness and Fitness", "Founder of a pilates studio.", ""),
+                profile(
+                    "Founder",
+                    "Health, Wellness and Fitness",
+                    "Founder of a pilates studio.",
+                    "",
+                ),
                 Classification::Other,
                 "a founder outside technology",
             ),
             (
-                profile("Founder & CEO", "Artificial Intelligence", "Building agents for finance teams.", ""),
+                profile(
+                    "Founder & CEO",
+                    "Artificial Intelligence",
+                    "Building agents for finance teams.",
+                    "",
+                ),
                 Classification::Speaker,
                 "a tech founder fits both: Speaker wins",
             ),
             (
-                profile("Talent Acquisition Lead", "Software Development",
-                        "Speaker at HR tech meetups", ""),
+                profile(
+                    "Talent Acquisition Lead",
+                    "Software Development",
+                    "Speaker at HR tech meetups",
+                    "",
+                ),
                 Classification::Other,
                 "recruiters are neither",
             ),
@@ -950,7 +1223,8 @@ mod tests {
             let features = extract(profile);
             let decision = classify(&features);
             assert_eq!(
-                decision.classification, *expected,
+                decision.classification,
+                *expected,
                 "{why}: {features:?} {:?}",
                 class_scores(&features)
             );
@@ -971,17 +1245,34 @@ mod tests {
         let weak_answer = assess_profile(&weak);
         let factors = strong_answer.factors.clone().unwrap();
         let sum: f64 = factors.values().sum();
-        assert!((QualityScore::clamped(sum).value() - strong_answer.quality_score.value()).abs() < 1e-9);
-        for name in ["seniority", "role_fit", "company_size", "industry_fit", "signals", "recent_activity"] {
+        assert!(
+            (QualityScore::clamped(sum).value() - strong_answer.quality_score.value()).abs() < 1e-9
+        );
+        for name in [
+            "seniority",
+            "role_fit",
+            "company_size",
+            "industry_fit",
+            "signals",
+            "recent_activity",
+        ] {
             assert!(factors.contains_key(name), "factor {name} is missing");
         }
-        assert!(strong_answer.quality_score.value() >= 8.0, "{strong_answer:?}");
+        assert!(
+            strong_answer.quality_score.value() >= 8.0,
+            "{strong_answer:?}"
+        );
         assert!(weak_answer.quality_score.value() < 4.0, "{weak_answer:?}");
     }
 
     #[test]
     fn the_rules_are_deterministic() {
-        let one = profile("VP Marketing", "Data Infrastructure", "We sponsor events.", "Posted");
+        let one = profile(
+            "VP Marketing",
+            "Data Infrastructure",
+            "We sponsor events.",
+            "Posted",
+        );
         assert_eq!(assess_profile(&one), assess_profile(&one.clone()));
     }
 

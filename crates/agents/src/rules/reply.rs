@@ -22,80 +22,286 @@ use crate::llm::answers::ReplyAssessment;
 /// Requests to stop. Matched anywhere, negated or not: "please don't contact me" and "do not
 /// contact me" are the same request.
 const DO_NOT_CONTACT: &[&str] = &[
-    "stop messaging", "stop contacting", "stop emailing", "stop sending", "stop writing",
-    "stop spamming", "stop reaching out", "stop this", "please stop", "stop it", "spam*",
-    "remove me", "take me off", "unsubscribe*", "opt out", "opt me out", "do not contact",
-    "don't contact", "dont contact", "do not message", "don't message", "dont message",
-    "do not email", "don't email", "do not reach out", "don't reach out", "never contact",
-    "leave me alone", "gdpr", "report you", "reporting you", "report this", "unsolicited",
+    "stop messaging",
+    "stop contacting",
+    "stop emailing",
+    "stop sending",
+    "stop writing",
+    "stop spamming",
+    "stop reaching out",
+    "stop this",
+    "please stop",
+    "stop it",
+    "spam*",
+    "remove me",
+    "take me off",
+    "unsubscribe*",
+    "opt out",
+    "opt me out",
+    "do not contact",
+    "don't contact",
+    "dont contact",
+    "do not message",
+    "don't message",
+    "dont message",
+    "do not email",
+    "don't email",
+    "do not reach out",
+    "don't reach out",
+    "never contact",
+    "leave me alone",
+    "gdpr",
+    "report you",
+    "reporting you",
+    "report this",
+    "unsolicited",
     "harass*",
-    "block you", "blocking you", "cease", "no more messages", "delete my data",
-    "delete my details", "lose my number", "off your list", "off your mailing list",
+    "block you",
+    "blocking you",
+    "cease",
+    "no more messages",
+    "delete my data",
+    "delete my details",
+    "lose my number",
+    "off your list",
+    "off your mailing list",
 ];
 
 const OUT_OF_OFFICE: &[&str] = &[
-    "out of the office", "out of office", "ooo", "automatic reply", "auto reply", "autoreply",
-    "automated reply", "auto response", "on holiday", "on vacation", "on leave",
-    "parental leave", "maternity leave", "paternity leave", "sick leave", "annual leave",
-    "away from the office", "away until", "limited access", "travelling and will",
-    "traveling and will", "i am travelling", "i'm travelling", "i am traveling",
-    "i'm traveling", "currently away", "will respond when", "will reply when",
-    "back in the office", "on sabbatical",
+    "out of the office",
+    "out of office",
+    "ooo",
+    "automatic reply",
+    "auto reply",
+    "autoreply",
+    "automated reply",
+    "auto response",
+    "on holiday",
+    "on vacation",
+    "on leave",
+    "parental leave",
+    "maternity leave",
+    "paternity leave",
+    "sick leave",
+    "annual leave",
+    "away from the office",
+    "away until",
+    "limited access",
+    "travelling and will",
+    "traveling and will",
+    "i am travelling",
+    "i'm travelling",
+    "i am traveling",
+    "i'm traveling",
+    "currently away",
+    "will respond when",
+    "will reply when",
+    "back in the office",
+    "on sabbatical",
 ];
 
 const REFERRAL: &[&str] = &[
-    "not the right person", "wrong person", "talk to", "speak to", "reach out to",
-    "get in touch with", "contact my", "contact our", "ask my", "ask our", "ask their",
-    "best to ask", "my colleague", "our colleague", "colleague of mine", "cc'd", "cc'ed",
-    "ccd", "cc", "copied in", "loop in", "looped in", "looping in", "forwarded", "forwarding",
-    "i'll forward", "handle*", "in charge of", "owns partnerships", "better fit",
-    "better person", "better placed", "better contact",
-    "owns events", "responsible for events", "moved on from", "no longer at",
-    "no longer with", "left the company", "have left", "i've left", "point you to",
+    "not the right person",
+    "wrong person",
+    "talk to",
+    "speak to",
+    "reach out to",
+    "get in touch with",
+    "contact my",
+    "contact our",
+    "ask my",
+    "ask our",
+    "ask their",
+    "best to ask",
+    "my colleague",
+    "our colleague",
+    "colleague of mine",
+    "cc'd",
+    "cc'ed",
+    "ccd",
+    "cc",
+    "copied in",
+    "loop in",
+    "looped in",
+    "looping in",
+    "forwarded",
+    "forwarding",
+    "i'll forward",
+    "handle*",
+    "in charge of",
+    "owns partnerships",
+    "better fit",
+    "better person",
+    "better placed",
+    "better contact",
+    "owns events",
+    "responsible for events",
+    "moved on from",
+    "no longer at",
+    "no longer with",
+    "left the company",
+    "have left",
+    "i've left",
+    "point you to",
     "introduce you",
 ];
 
 /// Referral cues that also mean the person helped actively (looped someone in).
 const ACTIVE_REFERRAL: &[&str] = &[
-    "cc'd", "cc'ed", "ccd", "cc", "copied in", "loop in", "looped in", "looping in", "forwarded",
-    "forwarding", "i'll forward", "introduce you",
+    "cc'd",
+    "cc'ed",
+    "ccd",
+    "cc",
+    "copied in",
+    "loop in",
+    "looped in",
+    "looping in",
+    "forwarded",
+    "forwarding",
+    "i'll forward",
+    "introduce you",
 ];
 
 const NOT_INTERESTED: &[&str] = &[
-    "not interested", "no thanks", "no thank you", "not for me", "not for us", "not a fit",
-    "not a good fit", "we'll pass", "i'll pass", "pass on this", "not at this time",
-    "not right now", "not now", "can't commit", "cannot commit", "can't make it",
-    "won't be able", "not able to", "unable to", "already allocated", "already spent",
-    "no budget", "budget is spent", "timing is bad", "bad timing", "next year",
-    "not this year", "stepping back", "step back", "poor roi", "no roi", "don't do",
-    "we don't", "not looking", "decline", "declining", "cutting costs", "cost cutting",
-    "meh", "not relevant", "no capacity", "too busy", "not going to", "i don't think so",
+    "not interested",
+    "no thanks",
+    "no thank you",
+    "not for me",
+    "not for us",
+    "not a fit",
+    "not a good fit",
+    "we'll pass",
+    "i'll pass",
+    "pass on this",
+    "not at this time",
+    "not right now",
+    "not now",
+    "can't commit",
+    "cannot commit",
+    "can't make it",
+    "won't be able",
+    "not able to",
+    "unable to",
+    "already allocated",
+    "already spent",
+    "no budget",
+    "budget is spent",
+    "timing is bad",
+    "bad timing",
+    "next year",
+    "not this year",
+    "stepping back",
+    "step back",
+    "poor roi",
+    "no roi",
+    "don't do",
+    "we don't",
+    "not looking",
+    "decline",
+    "declining",
+    "cutting costs",
+    "cost cutting",
+    "meh",
+    "not relevant",
+    "no capacity",
+    "too busy",
+    "not going to",
+    "i don't think so",
     "not something we*",
 ];
 
 /// Refusals that leave the door open: their sentiment is Neutral, not Negative.
 const SOFT_REFUSAL: &[&str] = &[
-    "next year", "timing", "thanks for thinking of me", "thank you for thinking of me",
-    "another time", "in the future", "keep me in mind", "stepping back", "maybe later",
-    "not right now", "not at this time",
+    "next year",
+    "timing",
+    "thanks for thinking of me",
+    "thank you for thinking of me",
+    "another time",
+    "in the future",
+    "keep me in mind",
+    "stepping back",
+    "maybe later",
+    "not right now",
+    "not at this time",
 ];
 
 /// Interest. "interested" is checked separately, negation-aware.
 const INTERESTED: &[&str] = &[
-    "love to", "would love", "i'd love", "love the idea", "sounds great", "sounds good",
-    "sounds interesting", "sounds fun", "keen", "happy to", "glad to", "count me in",
-    "absolutely", "yes", "yep", "yeah", "sure", "let's", "honoured", "honored",
-    "great timing", "i'm in", "definitely", "delighted", "excited", "would be great",
-    "put me down", "send it over", "send over", "take a look", "let me know more",
-    "schedule", "calendar", "book a call", "quick call", "hop on a call", "set up a call",
-    "let's discuss", "let's talk", "happy to chat", "count us in", "we're in", "sign me up",
-    "i accept", "i'd be glad", "i would be glad", "works for me", "great idea",
+    "love to",
+    "would love",
+    "i'd love",
+    "love the idea",
+    "sounds great",
+    "sounds good",
+    "sounds interesting",
+    "sounds fun",
+    "keen",
+    "happy to",
+    "glad to",
+    "count me in",
+    "absolutely",
+    "yes",
+    "yep",
+    "yeah",
+    "sure",
+    "let's",
+    "honoured",
+    "honored",
+    "great timing",
+    "i'm in",
+    "definitely",
+    "delighted",
+    "excited",
+    "would be great",
+    "put me down",
+    "send it over",
+    "send over",
+    "take a look",
+    "let me know more",
+    "schedule",
+    "calendar",
+    "book a call",
+    "quick call",
+    "hop on a call",
+    "set up a call",
+    "let's discuss",
+    "let's talk",
+    "happy to chat",
+    "count us in",
+    "we're in",
+    "sign me up",
+    "i accept",
+    "i'd be glad",
+    "i would be glad",
+    "works for me",
+    "great idea",
 ];
 
 const QUESTION_WORDS: &[&str] = &[
-    "what", "what's", "how", "who", "when", "where", "which", "why", "is there", "is this",
-    "is it", "are there", "are you", "do you", "does", "could you", "can you", "would you",
-    "more details", "more information", "more info", "tell me more", "details", "share",
+    "what",
+    "what's",
+    "how",
+    "who",
+    "when",
+    "where",
+    "which",
+    "why",
+    "is there",
+    "is this",
+    "is it",
+    "are there",
+    "are you",
+    "do you",
+    "does",
+    "could you",
+    "can you",
+    "would you",
+    "more details",
+    "more information",
+    "more info",
+    "tell me more",
+    "details",
+    "share",
 ];
 
 /// The rules engine's analysis of a reply: the fallback of the `analyse_reply` task.
@@ -139,7 +345,9 @@ fn intent_of(text: &str, tokens: &Tokens) -> (Intent, f64, Option<&'static str>)
     if let Some(cue) = tokens.first_of(REFERRAL) {
         // "I'll talk to the team and get back to you" is not a referral to a person; a
         // referral names someone or a role to go to.
-        let names_someone = REFERRAL_TARGETS.iter().any(|target| tokens.contains(target))
+        let names_someone = REFERRAL_TARGETS
+            .iter()
+            .any(|target| tokens.contains(target))
             || find_referred_person(text).is_some();
         if names_someone {
             return (Intent::Referral, 0.8, Some(cue));
@@ -172,9 +380,33 @@ fn intent_of(text: &str, tokens: &Tokens) -> (Intent, f64, Option<&'static str>)
 
 /// Who or what a referral sends us to.
 const REFERRAL_TARGETS: &[&str] = &[
-    "colleague", "co founder", "cofounder", "founder", "lead", "manager", "head", "director",
-    "team", "cmo", "ceo", "cto", "cro", "vp", "marketing", "partnerships", "events", "him",
-    "her", "them", "they", "she", "he", "person", "replacement", "successor", "instead",
+    "colleague",
+    "co founder",
+    "cofounder",
+    "founder",
+    "lead",
+    "manager",
+    "head",
+    "director",
+    "team",
+    "cmo",
+    "ceo",
+    "cto",
+    "cro",
+    "vp",
+    "marketing",
+    "partnerships",
+    "events",
+    "him",
+    "her",
+    "them",
+    "they",
+    "she",
+    "he",
+    "person",
+    "replacement",
+    "successor",
+    "instead",
 ];
 
 /// "interested" under a negation ("I am not really interested").
@@ -188,10 +420,10 @@ fn negated_interest(tokens: &Tokens) -> Option<&'static str> {
 fn back_on_a_date(tokens: &Tokens) -> Option<&'static str> {
     let words = tokens.as_slice();
     for (index, word) in words.iter().enumerate() {
-        if matches!(word.as_str(), "back" | "returning" | "return") {
-            if parse_date_at(words, index + 1).is_some() {
-                return Some("back on a date");
-            }
+        if matches!(word.as_str(), "back" | "returning" | "return")
+            && parse_date_at(words, index + 1).is_some()
+        {
+            return Some("back on a date");
         }
     }
     None
@@ -221,8 +453,18 @@ pub struct ReturnDate {
 }
 
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
 impl ReturnDate {
@@ -368,8 +610,10 @@ fn parse_date_at(words: &[String], start: usize) -> Option<ReturnDate> {
             date.day = Some(day);
         } else if let Some(year) = year_of(word).filter(|_| seen_any && date.year.is_none()) {
             date.year = Some(year);
-        } else if matches!(word, "on" | "the" | "of" | "until" | "till" | "til" | "by" | "from")
-        {
+        } else if matches!(
+            word,
+            "on" | "the" | "of" | "until" | "till" | "til" | "by" | "from"
+        ) {
             if seen_any && word != "the" && word != "of" {
                 break;
             }
@@ -402,17 +646,80 @@ fn find_return_date(tokens: &Tokens) -> Option<ReturnDate> {
 
 /// Words that start with a capital but are not names.
 const NOT_NAMES: &[&str] = &[
-    "I", "I'm", "I've", "I'll", "I'd", "Hi", "Hello", "Hey", "Thanks", "Thank", "Please",
-    "My", "Our", "Their", "His", "Her", "He", "She", "They", "You", "Your", "We", "The",
-    "Feel", "Sure", "Yes", "No", "Best", "Regards", "Cheers", "Kind", "Also", "Team", "CC",
-    "Events", "Marketing", "Partnerships", "Sales", "Dear",
+    "I",
+    "I'm",
+    "I've",
+    "I'll",
+    "I'd",
+    "Hi",
+    "Hello",
+    "Hey",
+    "Thanks",
+    "Thank",
+    "Please",
+    "My",
+    "Our",
+    "Their",
+    "His",
+    "Her",
+    "He",
+    "She",
+    "They",
+    "You",
+    "Your",
+    "We",
+    "The",
+    "Feel",
+    "Sure",
+    "Yes",
+    "No",
+    "Best",
+    "Regards",
+    "Cheers",
+    "Kind",
+    "Also",
+    "Team",
+    "CC",
+    "Events",
+    "Marketing",
+    "Partnerships",
+    "Sales",
+    "Dear",
 ];
 
 /// Words after which a name in a referral usually stands.
 const NAME_CUES: &[&str] = &[
-    "to", "contact", "ask", "colleague", "cofounder", "founder", "lead", "manager", "head",
-    "director", "cc'd", "cc'ed", "ccd", "cc", "with", "ping", "try", "email", "is", "named",
-    "called", "cmo", "ceo", "cto", "vp", "owner", "boss", "partner", "copied", "looped", "in",
+    "to",
+    "contact",
+    "ask",
+    "colleague",
+    "cofounder",
+    "founder",
+    "lead",
+    "manager",
+    "head",
+    "director",
+    "cc'd",
+    "cc'ed",
+    "ccd",
+    "cc",
+    "with",
+    "ping",
+    "try",
+    "email",
+    "is",
+    "named",
+    "called",
+    "cmo",
+    "ceo",
+    "cto",
+    "vp",
+    "owner",
+    "boss",
+    "partner",
+    "copied",
+    "looped",
+    "in",
 ];
 
 /// The person a referral names: capitalised words after a cue ("talk to Jana Kral", "my
@@ -445,14 +752,14 @@ pub fn find_referred_person(text: &str) -> Option<String> {
         }
         let mut name = vec![word];
         // The name goes on while words stay capitalised and no punctuation ends it.
-        let mut ended = raw.ends_with(|c: char| matches!(c, ',' | '.' | ';' | ':' | '!' | '?'));
+        let mut ended = raw.ends_with([',', '.', ';', ':', '!', '?']);
         for next in words.iter().skip(index + 1).take(2) {
             let clean = next.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'');
             if ended || !is_capitalised_name(clean) {
                 break;
             }
             name.push(clean);
-            ended = next.ends_with(|c: char| matches!(c, ',' | '.' | ';' | ':' | '!' | '?'));
+            ended = next.ends_with([',', '.', ';', ':', '!', '?']);
         }
         return Some(name.join(" "));
     }
@@ -467,7 +774,9 @@ fn is_capitalised_name(word: &str) -> bool {
     let rest: Vec<char> = chars.collect();
     first.is_uppercase()
         && !rest.is_empty()
-        && rest.iter().all(|c| c.is_alphabetic() || *c == '\'' || *c == '-')
+        && rest
+            .iter()
+            .all(|c| c.is_alphabetic() || *c == '\'' || *c == '-')
         && rest.iter().any(|c| c.is_lowercase())
         && !NOT_NAMES.contains(&word)
         && weekday_of(&word.to_lowercase()).is_none()
@@ -484,33 +793,122 @@ mod tests {
         use Sentiment::*;
         let cases: &[(&str, Intent, Sentiment, &str)] = &[
             ("Please stop messaging me.", DoNotContact, Negative, "stop"),
-            ("Remove me from your list, thanks!", DoNotContact, Negative, "remove me beats thanks"),
-            ("I'm interested, but please don't contact me on LinkedIn again.", DoNotContact,
-             Negative, "a stop request wins over interest"),
-            ("This is spam. Reporting you.", DoNotContact, Negative, "spam"),
-            ("Under GDPR, delete my data.", DoNotContact, Negative, "GDPR"),
+            (
+                "Remove me from your list, thanks!",
+                DoNotContact,
+                Negative,
+                "remove me beats thanks",
+            ),
+            (
+                "I'm interested, but please don't contact me on LinkedIn again.",
+                DoNotContact,
+                Negative,
+                "a stop request wins over interest",
+            ),
+            (
+                "This is spam. Reporting you.",
+                DoNotContact,
+                Negative,
+                "spam",
+            ),
+            (
+                "Under GDPR, delete my data.",
+                DoNotContact,
+                Negative,
+                "GDPR",
+            ),
             ("UNSUBSCRIBE", DoNotContact, Negative, "shouting"),
-            ("Do not contact me again", DoNotContact, Negative, "do not contact"),
-            ("Not interested, thanks.", NotInterested, Negative, "plain refusal"),
-            ("I'm not really interested in this.", NotInterested, Negative, "negated interest"),
+            (
+                "Do not contact me again",
+                DoNotContact,
+                Negative,
+                "do not contact",
+            ),
+            (
+                "Not interested, thanks.",
+                NotInterested,
+                Negative,
+                "plain refusal",
+            ),
+            (
+                "I'm not really interested in this.",
+                NotInterested,
+                Negative,
+                "negated interest",
+            ),
             ("No thanks.", NotInterested, Negative, "no thanks"),
-            ("Not sure yet but interested - tell me more", Interested, Positive,
-             "negation stays in its clause"),
-            ("Maybe next year, the timing isn't right.", NotInterested, Neutral, "soft refusal"),
-            ("No worries at all - send it over!", Interested, Positive, "no worries is not no"),
-            ("I'd love to speak. When is it?", Interested, Positive, "interest with a question"),
-            ("What is the audience size?", InfoRequest, Neutral, "a question"),
-            ("Not sure yet - what would it involve?", InfoRequest, Neutral, "unsure question"),
-            ("Out of office until 12 January.", OutOfOffice, Neutral, "ooo"),
-            ("Back on Monday 3rd, limited email until then.", OutOfOffice, Neutral, "back on"),
-            ("I'm not the right person, talk to Ana Silva.", Referral, Neutral,
-             "a referral is not a refusal"),
-            ("My colleague Raj runs our events, I've cc'd him.", Referral, Positive,
-             "looped in"),
-            ("Let me loop in Dana Cole; she runs our sponsorships.", Referral, Positive,
-             "loop in a named colleague"),
-            ("Not something we're pursuing at the moment.", NotInterested, Negative,
-             "contraction after the refusal"),
+            (
+                "Not sure yet but interested - tell me more",
+                Interested,
+                Positive,
+                "negation stays in its clause",
+            ),
+            (
+                "Maybe next year, the timing isn't right.",
+                NotInterested,
+                Neutral,
+                "soft refusal",
+            ),
+            (
+                "No worries at all - send it over!",
+                Interested,
+                Positive,
+                "no worries is not no",
+            ),
+            (
+                "I'd love to speak. When is it?",
+                Interested,
+                Positive,
+                "interest with a question",
+            ),
+            (
+                "What is the audience size?",
+                InfoRequest,
+                Neutral,
+                "a question",
+            ),
+            (
+                "Not sure yet - what would it involve?",
+                InfoRequest,
+                Neutral,
+                "unsure question",
+            ),
+            (
+                "Out of office until 12 January.",
+                OutOfOffice,
+                Neutral,
+                "ooo",
+            ),
+            (
+                "Back on Monday 3rd, limited email until then.",
+                OutOfOffice,
+                Neutral,
+                "back on",
+            ),
+            (
+                "I'm not the right person, talk to Ana Silva.",
+                Referral,
+                Neutral,
+                "a referral is not a refusal",
+            ),
+            (
+                "My colleague Raj runs our events, I've cc'd him.",
+                Referral,
+                Positive,
+                "looped in",
+            ),
+            (
+                "Let me loop in Dana Cole; she runs our sponsorships.",
+                Referral,
+                Positive,
+                "loop in a named colleague",
+            ),
+            (
+                "Not something we're pursuing at the moment.",
+                NotInterested,
+                Negative,
+                "contraction after the refusal",
+            ),
             ("Ok.", InfoRequest, Neutral, "no cue: a human reads it"),
         ];
         for (text, intent, sentiment, why) in cases {
@@ -524,16 +922,36 @@ mod tests {
     fn return_dates_are_read_and_resolved() {
         let received = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(); // a Tuesday
         let cases: &[(&str, &str, NaiveDate)] = &[
-            ("I'm out of office, back on 12 January.", "12 January",
-             NaiveDate::from_ymd_opt(2027, 1, 12).unwrap()),
-            ("Out of the office until Monday 7th.", "Monday 7th",
-             NaiveDate::from_ymd_opt(2026, 12, 7).unwrap()),
-            ("On holiday - back Monday.", "Monday", NaiveDate::from_ymd_opt(2026, 12, 7).unwrap()),
-            ("Automatic reply: I'll respond when I'm back on the 2nd.", "the 2nd",
-             NaiveDate::from_ymd_opt(2026, 12, 2).unwrap()),
-            ("On parental leave until June.", "June", NaiveDate::from_ymd_opt(2027, 6, 1).unwrap()),
-            ("Out of office until March 14th", "14 March",
-             NaiveDate::from_ymd_opt(2027, 3, 14).unwrap()),
+            (
+                "I'm out of office, back on 12 January.",
+                "12 January",
+                NaiveDate::from_ymd_opt(2027, 1, 12).unwrap(),
+            ),
+            (
+                "Out of the office until Monday 7th.",
+                "Monday 7th",
+                NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
+            ),
+            (
+                "On holiday - back Monday.",
+                "Monday",
+                NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
+            ),
+            (
+                "Automatic reply: I'll respond when I'm back on the 2nd.",
+                "the 2nd",
+                NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            ),
+            (
+                "On parental leave until June.",
+                "June",
+                NaiveDate::from_ymd_opt(2027, 6, 1).unwrap(),
+            ),
+            (
+                "Out of office until March 14th",
+                "14 March",
+                NaiveDate::from_ymd_opt(2027, 3, 14).unwrap(),
+            ),
         ];
         for (text, shown, resolved) in cases {
             let answer = analyse_reply(text);
@@ -552,12 +970,27 @@ mod tests {
     #[test]
     fn referrals_name_the_person() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("Please talk to our events lead, Jana Kral.", Some("Jana Kral")),
-            ("My colleague Pedro handles developer events.", Some("Pedro")),
-            ("You should reach out to Maria Lopez, she owns partnerships now.", Some("Maria Lopez")),
-            ("Feel free to contact my co-founder Marek instead.", Some("Marek")),
+            (
+                "Please talk to our events lead, Jana Kral.",
+                Some("Jana Kral"),
+            ),
+            (
+                "My colleague Pedro handles developer events.",
+                Some("Pedro"),
+            ),
+            (
+                "You should reach out to Maria Lopez, she owns partnerships now.",
+                Some("Maria Lopez"),
+            ),
+            (
+                "Feel free to contact my co-founder Marek instead.",
+                Some("Marek"),
+            ),
             ("Best to ask their new CMO.", None),
-            ("Talk to events@example.com instead.", Some("events@example.com")),
+            (
+                "Talk to events@example.com instead.",
+                Some("events@example.com"),
+            ),
         ];
         for (text, person) in cases {
             let answer = analyse_reply(text);

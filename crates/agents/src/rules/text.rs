@@ -129,7 +129,9 @@ impl Tokens {
 
     /// Whether `phrase` occurs at least once with a negation before it.
     pub fn contains_negated(&self, phrase: &str) -> bool {
-        self.find(phrase).into_iter().any(|start| self.negated_at(start))
+        self.find(phrase)
+            .into_iter()
+            .any(|start| self.negated_at(start))
     }
 }
 
@@ -155,7 +157,9 @@ mod tests {
         let tokens = Tokens::new("I\u{2019}m a Co-founder, don't - open-source!");
         assert_eq!(
             tokens.as_slice(),
-            ["i'm", "a", "co", "founder", "|", "don't", "|", "open", "source", "|"]
+            [
+                "i'm", "a", "co", "founder", "|", "don't", "|", "open", "source", "|"
+            ]
         );
     }
 
@@ -165,11 +169,25 @@ mod tests {
             ("Regular speaker at VLDB", "speak*", true, "prefix wildcard"),
             ("Spokesperson", "spoke", false, "whole tokens only"),
             ("Spoke at QCon", "spoke at", true, "two-word phrase"),
-            ("I spoke. At home", "spoke at", false, "no match across a clause break"),
-            ("open-source ledger", "open source", true, "hyphen splits words"),
+            (
+                "I spoke. At home",
+                "spoke at",
+                false,
+                "no match across a clause break",
+            ),
+            (
+                "open-source ledger",
+                "open source",
+                true,
+                "hyphen splits words",
+            ),
         ];
         for (text, phrase, expected, why) in cases {
-            assert_eq!(Tokens::new(text).contains(phrase), *expected, "{why}: {text:?}");
+            assert_eq!(
+                Tokens::new(text).contains(phrase),
+                *expected,
+                "{why}: {text:?}"
+            );
         }
     }
 
@@ -177,11 +195,36 @@ mod tests {
     fn negation_stays_in_its_clause() {
         let cases: &[(&str, &str, bool, &str)] = &[
             ("I am not interested", "interested", true, "plain negation"),
-            ("Not sure yet but interested", "interested", false, "but opens a new clause"),
-            ("not yet interested", "interested", true, "yet does not end the clause"),
-            ("no longer speaking at conferences", "speaking", true, "no longer"),
-            ("Not now. Interested later", "interested", false, "a full stop ends the clause"),
-            ("I own launches, not event budgets", "budget*", true, "negated after a comma"),
+            (
+                "Not sure yet but interested",
+                "interested",
+                false,
+                "but opens a new clause",
+            ),
+            (
+                "not yet interested",
+                "interested",
+                true,
+                "yet does not end the clause",
+            ),
+            (
+                "no longer speaking at conferences",
+                "speaking",
+                true,
+                "no longer",
+            ),
+            (
+                "Not now. Interested later",
+                "interested",
+                false,
+                "a full stop ends the clause",
+            ),
+            (
+                "I own launches, not event budgets",
+                "budget*",
+                true,
+                "negated after a comma",
+            ),
             ("Budget owner for events", "budget*", false, "no negator"),
         ];
         for (text, phrase, expected, why) in cases {

@@ -121,8 +121,8 @@ fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
     let mut lines = Vec::new();
@@ -150,7 +150,13 @@ fn names<T: Copy>(values: &[T], name: impl Fn(T) -> &'static str) -> Vec<&'stati
 }
 
 impl Scores {
-    fn record(slot: &mut Option<ConfusionMatrix>, field: &str, labels: &[&str], expected: &str, got: &str) {
+    fn record(
+        slot: &mut Option<ConfusionMatrix>,
+        field: &str,
+        labels: &[&str],
+        expected: &str,
+        got: &str,
+    ) {
         slot.get_or_insert_with(|| ConfusionMatrix::new(field, labels))
             .record(expected, got);
     }
@@ -233,7 +239,10 @@ async fn classify_all<L: LlmPort>(
     );
     scores.report();
     if failed > 0 {
-        Err(anyhow!("{failed} of {} lines could not be classified", lines.len()))
+        Err(anyhow!(
+            "{failed} of {} lines could not be classified",
+            lines.len()
+        ))
     } else {
         Ok(())
     }
@@ -265,7 +274,10 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 /// An optional label field: absent or null is no label, anything else must parse.
-fn label<T: std::str::FromStr>(object: &Map<String, Value>, field: &str) -> anyhow::Result<Option<T>>
+fn label<T: std::str::FromStr>(
+    object: &Map<String, Value>,
+    field: &str,
+) -> anyhow::Result<Option<T>>
 where
     T::Err: std::fmt::Display,
 {
@@ -302,9 +314,11 @@ async fn profile_line<L: LlmPort>(
         bail!("the profile has no name, position or about");
     }
     let answer = llm
-        .complete(AgentName::LeadFinder, &classify_profile_task(&profile), || {
-            rules::assess_profile(&profile)
-        })
+        .complete(
+            AgentName::LeadFinder,
+            &classify_profile_task(&profile),
+            || rules::assess_profile(&profile),
+        )
         .await
         .context("the classifier gave no answer")?;
     sources.count(&answer.source);
@@ -326,7 +340,11 @@ async fn profile_line<L: LlmPort>(
         );
     }
     if let Some(tier) = tier {
-        scores.tiers.entry(tier).or_default().push(quality_score.value());
+        scores
+            .tiers
+            .entry(tier)
+            .or_default()
+            .push(quality_score.value());
     }
     Ok(json!({
         "id": id,
@@ -369,7 +387,13 @@ async fn reply_line<L: LlmPort>(
     } = answer.value;
     if let Some(expected) = expected_intent {
         let labels = names(&Intent::ALL, Intent::as_str);
-        Scores::record(&mut scores.intent, "intent", &labels, expected.as_str(), intent.as_str());
+        Scores::record(
+            &mut scores.intent,
+            "intent",
+            &labels,
+            expected.as_str(),
+            intent.as_str(),
+        );
     }
     if let Some(expected) = expected_sentiment {
         let labels = names(&Sentiment::ALL, Sentiment::as_str);
