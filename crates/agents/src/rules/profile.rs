@@ -208,7 +208,7 @@ impl SignalKind {
             Self::Keynote | Self::Paper | Self::Book => 3.0,
             Self::Talk => 2.5,
             Self::OpenSource | Self::Podcast => 2.0,
-            Self::Writing => 1.0,
+            Self::Writing => 1.5,
             Self::Sponsorship | Self::Budget => 0.0,
         }
     }
@@ -267,6 +267,10 @@ const SIGNAL_PHRASES: &[(SignalKind, &[&str])] = &[
             "peer reviewed",
             "phd",
             "publications",
+            "published in",
+            "preprint*",
+            "journal*",
+            "proceedings",
         ],
     ),
     (
@@ -322,6 +326,14 @@ const SIGNAL_PHRASES: &[(SignalKind, &[&str])] = &[
             "developer events",
             "back developer conferences",
             "conference partner*",
+            "partner with",
+            "meetup programme",
+            "meetup program",
+            "community programme*",
+            "trade show*",
+            "stand at",
+            "events calendar",
+            "conferences to",
         ],
     ),
     (

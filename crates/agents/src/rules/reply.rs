@@ -65,6 +65,37 @@ const DO_NOT_CONTACT: &[&str] = &[
     "lose my number",
     "off your list",
     "off your mailing list",
+    "remove my",
+    "remove us",
+    "delete my",
+    "my details from",
+    "never signed up",
+    "didn't sign up",
+    "did not sign up",
+    "never asked for",
+    "didn't ask for",
+    "did not ask for",
+    "never agreed",
+    "reporting this",
+    "reported you",
+    "reported this",
+    "flagging this",
+    "flag this",
+    "blocking you",
+    "i'm blocking",
+    "i am blocking",
+    "blocked you",
+    "will block",
+    "go away",
+    "get lost",
+    "leave me be",
+    "no more messages",
+    "no more emails",
+    "no more of this",
+    "don't want to hear",
+    "do not want to hear",
+    "don't want any more",
+    "this is harassment",
 ];
 
 const OUT_OF_OFFICE: &[&str] = &[
@@ -98,6 +129,16 @@ const OUT_OF_OFFICE: &[&str] = &[
     "will reply when",
     "back in the office",
     "on sabbatical",
+    "i'm away",
+    "i am away",
+    "away on",
+    "unavailable until",
+    "not available until",
+    "offline until",
+    "will be delayed",
+    "slow to respond",
+    "limited connectivity",
+    "out until",
 ];
 
 const REFERRAL: &[&str] = &[
@@ -144,6 +185,19 @@ const REFERRAL: &[&str] = &[
     "i've left",
     "point you to",
     "introduce you",
+    "try him",
+    "try her",
+    "try them",
+    "try contacting",
+    "try reaching",
+    "decides on",
+    "the person to",
+    "i left",
+    "no longer work",
+    "don't work there",
+    "do not work there",
+    "moved to another",
+    "new role at",
 ];
 
 /// Referral cues that also mean the person helped actively (looped someone in).
@@ -208,6 +262,24 @@ const NOT_INTERESTED: &[&str] = &[
     "not going to",
     "i don't think so",
     "not something we*",
+    "not a priority",
+    "no priority",
+    "frozen",
+    "freeze",
+    "fully booked",
+    "booked up",
+    "not a good time",
+    "bad time",
+    "no bandwidth",
+    "not this time",
+    "not for now",
+    "can't do",
+    "cannot do",
+    "anymore",
+    "any more",
+    "have to decline",
+    "not the right time",
+    "no time",
 ];
 
 /// Refusals that leave the door open: their sentiment is Neutral, not Negative.
@@ -223,6 +295,8 @@ const SOFT_REFUSAL: &[&str] = &[
     "maybe later",
     "not right now",
     "not at this time",
+    "this time",
+    "for now",
 ];
 
 /// Interest. "interested" is checked separately, negation-aware.
@@ -275,7 +349,56 @@ const INTERESTED: &[&str] = &[
     "i would be glad",
     "works for me",
     "great idea",
+    "fantastic",
+    "wonderful",
+    "perfect",
+    "great",
+    "love it",
+    "brilliant",
+    "awesome",
+    "excellent",
+    "up for it",
+    "i'm up for",
+    "i could do",
+    "i can do",
+    "i could give",
+    "i can give",
+    "i'll submit",
+    "we'll submit",
+    "i'd like to",
+    "we'd like to",
+    "i would like to",
+    "we would like to",
+    "sounds like a plan",
+    "works for us",
 ];
+
+/// Referral cues that need no named target: the person left, so the company is the lead.
+const LEFT_THE_COMPANY: &[&str] = &[
+    "moved on from",
+    "no longer at",
+    "no longer with",
+    "left the company",
+    "i left",
+    "i've left",
+    "have left",
+    "no longer work",
+    "don't work there",
+    "do not work there",
+    "moved to another",
+    "new role at",
+];
+
+/// A clause that is only one of these is a request to stop ("Stop.", "Please stop!").
+const STOP_CLAUSES: &[&[&str]] = &[
+    &["stop"],
+    &["please", "stop"],
+    &["stop", "please"],
+    &["enough"],
+];
+
+/// A clause that is only one of these is a refusal ("No.", "Nope!").
+const NO_CLAUSES: &[&[&str]] = &[&["no"], &["nope"], &["nah"], &["no", "sorry"], &["pass"]];
 
 const QUESTION_WORDS: &[&str] = &[
     "what",
@@ -333,6 +456,9 @@ fn intent_of(text: &str, tokens: &Tokens) -> (Intent, f64, Option<&'static str>)
     if let Some(cue) = tokens.first_of(DO_NOT_CONTACT) {
         return (Intent::DoNotContact, 0.95, Some(cue));
     }
+    if has_clause(tokens, STOP_CLAUSES) {
+        return (Intent::DoNotContact, 0.9, Some("stop"));
+    }
     if tokens.is_empty() {
         return (Intent::InfoRequest, 0.2, None);
     }
@@ -349,7 +475,7 @@ fn intent_of(text: &str, tokens: &Tokens) -> (Intent, f64, Option<&'static str>)
             .iter()
             .any(|target| tokens.contains(target))
             || find_referred_person(text).is_some();
-        if names_someone {
+        if names_someone || tokens.contains_any(LEFT_THE_COMPANY) {
             return (Intent::Referral, 0.8, Some(cue));
         }
     }
@@ -357,7 +483,8 @@ fn intent_of(text: &str, tokens: &Tokens) -> (Intent, f64, Option<&'static str>)
         .iter()
         .copied()
         .find(|phrase| tokens.contains(phrase))
-        .or_else(|| negated_interest(tokens));
+        .or_else(|| negated_interest(tokens))
+        .or_else(|| has_clause(tokens, NO_CLAUSES).then_some("no"));
     if let Some(cue) = refusal {
         return (Intent::NotInterested, 0.85, Some(cue));
     }
@@ -408,6 +535,18 @@ const REFERRAL_TARGETS: &[&str] = &[
     "successor",
     "instead",
 ];
+
+/// Whether a whole clause is one of `clauses`.
+fn has_clause(tokens: &Tokens, clauses: &[&[&str]]) -> bool {
+    tokens
+        .as_slice()
+        .split(|token| token == BREAK)
+        .any(|clause| {
+            clauses.iter().any(|wanted| {
+                clause.len() == wanted.len() && clause.iter().zip(*wanted).all(|(a, b)| a == b)
+            })
+        })
+}
 
 /// "interested" under a negation ("I am not really interested").
 fn negated_interest(tokens: &Tokens) -> Option<&'static str> {
@@ -720,6 +859,13 @@ const NAME_CUES: &[&str] = &[
     "copied",
     "looped",
     "in",
+    "marketing",
+    "partnerships",
+    "sales",
+    "events",
+    "relations",
+    "devrel",
+    "community",
 ];
 
 /// The person a referral names: capitalised words after a cue ("talk to Jana Kral", "my

@@ -13,9 +13,32 @@ const CLAUSE_WORDS: &[&str] = &["but", "however", "though", "although"];
 
 /// Words that negate what follows them in the same clause (within [`NEGATION_WINDOW`] tokens).
 const NEGATORS: &[&str] = &[
-    "not", "no", "never", "don't", "dont", "doesn't", "didn't", "isn't", "aren't", "won't",
-    "can't", "cannot", "without", "longer", "stopped", "quit", "retired", "stepped", "stepping",
-    "nor", "neither", "hardly", "rarely",
+    "not",
+    "no",
+    "never",
+    "don't",
+    "dont",
+    "doesn't",
+    "didn't",
+    "isn't",
+    "aren't",
+    "won't",
+    "can't",
+    "cannot",
+    "without",
+    "longer",
+    "stopped",
+    "quit",
+    "retired",
+    "stepped",
+    "stepping",
+    "nor",
+    "neither",
+    "hardly",
+    "rarely",
+    "used",
+    "formerly",
+    "previously",
 ];
 
 /// How many tokens before a match a negator may stand.
