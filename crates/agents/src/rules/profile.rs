@@ -1222,6 +1222,26 @@ mod tests {
             ),
             (
                 profile(
+                    "Staff Engineer",
+                    "Software Development",
+                    "I used to speak at conferences but stepped back from speaking.",
+                    "",
+                ),
+                Classification::Other,
+                "past speaking is negated",
+            ),
+            (
+                profile(
+                    "Research Engineer",
+                    "Semiconductors",
+                    "Published in IEEE journals on chip verification.",
+                    "",
+                ),
+                Classification::Speaker,
+                "journal publications are papers",
+            ),
+            (
+                profile(
                     "Talent Acquisition Lead",
                     "Software Development",
                     "Speaker at HR tech meetups",

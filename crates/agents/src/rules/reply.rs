@@ -371,6 +371,11 @@ const INTERESTED: &[&str] = &[
     "we would like to",
     "sounds like a plan",
     "works for us",
+    "talk to you",
+    "speak to you",
+    "talk next week",
+    "chat next week",
+    "meet next week",
 ];
 
 /// Referral cues that need no named target: the person left, so the company is the lead.
@@ -1054,6 +1059,32 @@ mod tests {
                 NotInterested,
                 Negative,
                 "contraction after the refusal",
+            ),
+            ("Stop.", DoNotContact, Negative, "a bare stop"),
+            (
+                "I never signed up for this list.",
+                DoNotContact,
+                Negative,
+                "never signed up",
+            ),
+            ("No.", NotInterested, Negative, "a bare no"),
+            (
+                "No worries, no rush - what's the date?",
+                InfoRequest,
+                Neutral,
+                "no worries is not a refusal",
+            ),
+            (
+                "I left the company in May.",
+                Referral,
+                Neutral,
+                "left: the company is the lead",
+            ),
+            (
+                "I'll talk to you next week about the details",
+                Interested,
+                Positive,
+                "talk to you is not a referral",
             ),
             ("Ok.", InfoRequest, Neutral, "no cue: a human reads it"),
         ];
