@@ -37,7 +37,7 @@ fn more(name: &str) -> Vec<Value> {
 }
 
 fn read_jsonl(path: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(path)
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
     text.lines()
         .filter(|line| !line.trim().is_empty())
