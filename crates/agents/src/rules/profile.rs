@@ -884,9 +884,7 @@ fn rationale(features: &ProfileFeatures, classification: Classification) -> Stri
     let negated = features.negated();
     let mut parts = vec![format!(
         "{} ({}, {})",
-        classification,
-        describe(features.function),
-        describe(features.seniority)
+        classification, features.function, features.seniority
     )];
     parts.push(format!("industry fit {}", describe(features.industry_fit)));
     if !affirmed.is_empty() {
@@ -1005,7 +1003,18 @@ pub fn assess_profile(profile: &Profile) -> ProfileAssessment {
 
 impl fmt::Display for Seniority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&describe(self))
+        f.write_str(match self {
+            Self::CLevel => "C-level",
+            Self::Founder => "founder",
+            Self::Vp => "VP",
+            Self::HeadDirector => "head/director",
+            Self::LeadPrincipal => "lead/principal",
+            Self::Manager => "manager",
+            Self::Senior => "senior IC",
+            Self::Individual => "IC",
+            Self::Entry => "entry level",
+            Self::Unknown => "unknown seniority",
+        })
     }
 }
 
