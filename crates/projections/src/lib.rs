@@ -1,5 +1,6 @@
 //! Read models built from the event log: the lead table, the Google Sheet, CSV, reports.
 
 pub mod row;
+pub mod sheet;
 
 pub use row::{HEADERS, LeadRow};
