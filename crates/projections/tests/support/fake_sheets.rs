@@ -69,6 +69,8 @@ impl FakeSheets {
         let address = listener.local_addr().unwrap();
         let app = axum::Router::new()
             .fallback(handle)
+            // A full rewrite of 10,000 leads is one request of several megabytes.
+            .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024))
             .with_state(Arc::clone(&inner));
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
