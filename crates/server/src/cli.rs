@@ -38,6 +38,16 @@ pub enum Command {
     Config(ConfigCommand),
     /// Erase a person's personal data (crypto-shredding): their events stay, unreadable.
     Forget(ForgetArgs),
+    /// Rebuild a projection from the event log.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplayCommand {
+    /// Rewrite the Google Sheet (or the CSV file, the default) from the log, after reading
+    /// back what people typed into it; rebuilds the lead → row mapping.
+    Sheet,
 }
 
 #[derive(Debug, Args)]
