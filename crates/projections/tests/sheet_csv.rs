@@ -9,9 +9,9 @@ mod suite {
     use std::path::Path;
     use std::sync::Arc;
 
+    use salesdept_events::Actor;
     use salesdept_events::domain::lead::LeadEvent;
     use salesdept_events::domain::{Classification, Confidence, LeadCommand};
-    use salesdept_events::Actor;
     use salesdept_projections::sheet::{CsvFileSink, EditOutcome, SheetSync};
     use salesdept_projections::{HEADERS, LeadRow};
 
@@ -57,7 +57,11 @@ mod suite {
         let file = records(&path);
         assert_eq!(file[0], HEADERS.map(String::from).to_vec());
         assert_eq!(file[1], row_of(&store, first).await);
-        assert_eq!(file[2], row_of(&store, second).await, "quotes and commas survive");
+        assert_eq!(
+            file[2],
+            row_of(&store, second).await,
+            "quotes and commas survive"
+        );
         assert_eq!(file.len(), 3);
 
         run(

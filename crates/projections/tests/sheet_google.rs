@@ -68,7 +68,10 @@ mod suite {
         );
         assert_eq!(f.fake.row(1), HEADERS.map(String::from).to_vec());
         for (index, lead_id) in leads.iter().enumerate() {
-            assert_eq!(f.fake.row(2 + index as u32), row_of(&f.store, *lead_id).await);
+            assert_eq!(
+                f.fake.row(2 + index as u32),
+                row_of(&f.store, *lead_id).await
+            );
         }
         assert_eq!(f.fake.cell(2, 1), "Maya Lindqvist");
         assert_eq!(f.fake.cell(2, STATUS), "New");
@@ -101,12 +104,20 @@ mod suite {
         let fourth = discover(&f.store, "Edsger Dijkstra").await;
         let report = sync(&f.sync, &f.store).await;
         assert_eq!(f.fake.count("batchUpdate"), 1, "{:?}", f.fake.counts());
-        assert_eq!(f.fake.count("batchGet"), 1, "one read-back of the editable columns");
+        assert_eq!(
+            f.fake.count("batchGet"),
+            1,
+            "one read-back of the editable columns"
+        );
         assert_eq!(f.fake.api_calls(), 2);
         assert_eq!((report.rows_updated, report.rows_appended), (1, 2));
         assert!(!report.header_written);
         assert_eq!(f.fake.cell(3, 5), "Speaker");
-        assert_eq!(f.fake.row(2), row_of(&f.store, first).await, "unchanged row kept");
+        assert_eq!(
+            f.fake.row(2),
+            row_of(&f.store, first).await,
+            "unchanged row kept"
+        );
         assert_eq!(f.fake.row(4), row_of(&f.store, third).await);
         assert_eq!(f.fake.row(5), row_of(&f.store, fourth).await);
         assert_eq!(f.fake.last_row(), 5);
@@ -148,12 +159,21 @@ mod suite {
             "{error:?}"
         );
         let message = error.to_string();
-        assert!(message.contains("values.batchUpdate") && message.contains("500"), "{message}");
-        assert!(!message.contains("fake-token"), "no token in errors: {message}");
+        assert!(
+            message.contains("values.batchUpdate") && message.contains("500"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("fake-token"),
+            "no token in errors: {message}"
+        );
         assert_eq!(f.fake.count("batchUpdate"), 3, "bounded attempts");
         let state = f.sync.state().await.unwrap();
         assert_eq!(state.checkpoint, Checkpoint::START, "checkpoint not moved");
-        assert!(state.rows.is_empty(), "no row mapping for an unconfirmed write");
+        assert!(
+            state.rows.is_empty(),
+            "no row mapping for an unconfirmed write"
+        );
         assert_eq!(f.fake.last_row(), 0);
 
         // More happens while Google is down; once it is back, one tick writes it all.
@@ -202,11 +222,18 @@ mod suite {
         let LeadEvent::NoteAdded(added) = &notes[0].0 else {
             unreachable!()
         };
-        assert_eq!(added.pii.note.as_deref(), Some("Met her at QCon, call on Monday"));
+        assert_eq!(
+            added.pii.note.as_deref(),
+            Some("Met her at QCon, call on Monday")
+        );
         assert_eq!(f.fake.cell(2, NOTES), "Met her at QCon, call on Monday");
 
         // A second line, and a write that keeps failing: recorded once, however often redone.
-        f.fake.set_cell(2, NOTES, "Met her at QCon, call on Monday\nSent the CFP link");
+        f.fake.set_cell(
+            2,
+            NOTES,
+            "Met her at QCon, call on Monday\nSent the CFP link",
+        );
         support::settle(&f.store).await;
         let version_before = events_of(&f.store, lead).await.len();
         f.fake.fail_next_on("batchUpdate", 3, 503, None);
@@ -220,8 +247,15 @@ mod suite {
                 edit: report_edit(&report)
             }]
         );
-        assert_eq!(events_of(&f.store, lead).await.len(), version_before + 1, "not doubled");
-        assert_eq!(f.fake.cell(2, NOTES), "Met her at QCon, call on Monday\nSent the CFP link");
+        assert_eq!(
+            events_of(&f.store, lead).await.len(),
+            version_before + 1,
+            "not doubled"
+        );
+        assert_eq!(
+            f.fake.cell(2, NOTES),
+            "Met her at QCon, call on Monday\nSent the CFP link"
+        );
 
         // Synced again with nothing typed: nothing recorded.
         let report = sync(&f.sync, &f.store).await;
@@ -257,10 +291,9 @@ mod suite {
             event_type: "do_not_contact"
         }));
         assert!(
-            report
-                .edits
-                .iter()
-                .any(|edit| matches!(edit, EditOutcome::Refused { lead_id, .. } if *lead_id == too_early)),
+            report.edits.iter().any(
+                |edit| matches!(edit, EditOutcome::Refused { lead_id, .. } if *lead_id == too_early)
+            ),
             "{:?}",
             report.edits
         );
@@ -268,7 +301,9 @@ mod suite {
             |edit| matches!(edit, EditOutcome::Ignored { lead_id, .. } if *lead_id == unknown)
         ));
         let last = |events: Vec<(LeadEvent, salesdept_events::RecordedEvent)>| {
-            events.last().map(|(event, recorded)| (event.clone(), recorded.metadata.actor.clone()))
+            events
+                .last()
+                .map(|(event, recorded)| (event.clone(), recorded.metadata.actor.clone()))
         };
         let (event, actor) = last(typed_events_of(&f.store, closed).await).unwrap();
         assert!(matches!(event, LeadEvent::LeadClosed(_)), "{event:?}");
@@ -281,7 +316,11 @@ mod suite {
 
         assert_eq!(f.fake.cell(2, STATUS), "Closed Lost");
         assert_eq!(f.fake.cell(3, STATUS), "Do Not Contact");
-        assert_eq!(f.fake.cell(4, STATUS), "New", "a refused edit shows the real status");
+        assert_eq!(
+            f.fake.cell(4, STATUS),
+            "New",
+            "a refused edit shows the real status"
+        );
         assert_eq!(f.fake.cell(5, STATUS), "New");
 
         let report = sync(&f.sync, &f.store).await;
@@ -302,7 +341,11 @@ mod suite {
         assert_eq!(report.rows, 30);
         assert_eq!(f.fake.count("batchUpdate"), 1);
         assert_eq!(f.fake.count("batchClear"), 1);
-        assert_eq!(f.fake.count("batchGet"), 0, "no mapping yet: nothing to read back");
+        assert_eq!(
+            f.fake.count("batchGet"),
+            0,
+            "no mapping yet: nothing to read back"
+        );
         assert_eq!(f.fake.cell(80, 0), "");
         assert_eq!(f.fake.last_row(), 31);
 
@@ -315,7 +358,11 @@ mod suite {
         assert_eq!(report.rows, 120);
         assert_eq!(f.fake.count("batchUpdate"), 1, "{:?}", f.fake.counts());
         assert_eq!(f.fake.count("batchClear"), 1);
-        assert_eq!(f.fake.count("batchGet"), 1, "people's edits are read back first");
+        assert_eq!(
+            f.fake.count("batchGet"),
+            1,
+            "people's edits are read back first"
+        );
         assert_eq!(f.fake.last_row(), 121);
         let state = f.sync.state().await.unwrap();
         assert_eq!(state.rows.len(), 120);

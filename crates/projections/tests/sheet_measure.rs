@@ -76,7 +76,10 @@ async fn sheet_api_calls_for_a_full_rewrite_and_an_incremental_sync() {
     let rewrite = fake.counts();
     let rewrite_calls = fake.api_calls();
     assert_eq!(fake.last_row() as usize, FULL_REWRITE_LEADS + 1);
-    assert_eq!(fake.cell(10_001, 1), format!("Person {}", FULL_REWRITE_LEADS - 1));
+    assert_eq!(
+        fake.cell(10_001, 1),
+        format!("Person {}", FULL_REWRITE_LEADS - 1)
+    );
 
     // 500 leads change (a note each).
     for lead_id in leads.iter().step_by(FULL_REWRITE_LEADS / CHANGED_LEADS) {

@@ -529,10 +529,16 @@ impl SheetConfig {
             message,
         };
         if self.sync_interval_seconds == 0 {
-            return Err(invalid("sync_interval_seconds", "must be at least 1".into()));
+            return Err(invalid(
+                "sync_interval_seconds",
+                "must be at least 1".into(),
+            ));
         }
         if self.request_timeout_seconds == 0 {
-            return Err(invalid("request_timeout_seconds", "must be at least 1".into()));
+            return Err(invalid(
+                "request_timeout_seconds",
+                "must be at least 1".into(),
+            ));
         }
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts", "must be at least 1".into()));
@@ -577,7 +583,7 @@ impl SheetConfig {
                     ));
                 }
                 let base = self.api_base_url.trim();
-                if !base.is_empty() && !(base.starts_with("https://") || base.starts_with("http://"))
+                if !(base.is_empty() || base.starts_with("https://") || base.starts_with("http://"))
                 {
                     return Err(invalid(
                         "api_base_url",
@@ -637,7 +643,10 @@ mod tests {
         assert_eq!(config.sheet.provider, "google");
         assert_eq!(config.sheet.sheet_name, "Pipeline");
         assert_eq!(config.sheet.sync_interval_seconds, 120);
-        assert_eq!(config.sheet.max_attempts, 5, "other keys keep their defaults");
+        assert_eq!(
+            config.sheet.max_attempts, 5,
+            "other keys keep their defaults"
+        );
     }
 
     #[test]
@@ -722,7 +731,10 @@ mod tests {
                 "sheet:\n  provider: google\n  spreadsheet_id: \"a/b\"\n  service_account_key_file: /dev/null\n",
                 "sheet.spreadsheet_id",
             ),
-            ("sheet:\n  sync_interval_seconds: 0\n", "sheet.sync_interval_seconds"),
+            (
+                "sheet:\n  sync_interval_seconds: 0\n",
+                "sheet.sync_interval_seconds",
+            ),
             ("sheet:\n  csv_path: \"\"\n", "sheet.csv_path"),
         ];
         for (yaml, key) in cases {

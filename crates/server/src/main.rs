@@ -20,7 +20,9 @@ async fn main() -> ExitCode {
         Command::Log(log) => commands::log::run(&cli.global, log).await,
         Command::Config(cli::ConfigCommand::Check) => commands::config::check(&cli.global),
         Command::Forget(args) => commands::forget::run(&cli.global, args).await,
-        Command::Replay(cli::ReplayCommand::Sheet) => commands::replay_sheet::run(&cli.global).await,
+        Command::Replay(cli::ReplayCommand::Sheet) => {
+            commands::replay_sheet::run(&cli.global).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,9 @@ fn salesdept(dir: &Path, args: &[&str]) -> Output {
 
 async fn discover(dir: &Path, names: &[&str]) -> Vec<Uuid> {
     let database = format!("sqlite://{}", dir.join("data/salesdept.sqlite").display());
-    let store = Store::connect(&database, domain::upcasters()).await.unwrap();
+    let store = Store::connect(&database, domain::upcasters())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     store.enable_pii_vault(Arc::new(PiiVault::new(
         MasterKey::from_base64(MASTER_KEY).unwrap(),
@@ -86,7 +88,10 @@ async fn replay_sheet_rewrites_the_csv_file_from_the_log() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("Lead ID,Name,Position,Company,LinkedIn URL"));
-    assert!(lines[1].starts_with(&format!("{},Maya Lindqvist,CTO", leads[0])), "{text}");
+    assert!(
+        lines[1].starts_with(&format!("{},Maya Lindqvist,CTO", leads[0])),
+        "{text}"
+    );
     assert!(lines[2].contains("Ada Byron"), "{text}");
 }
 

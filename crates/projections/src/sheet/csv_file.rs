@@ -143,7 +143,10 @@ impl SheetSink for CsvFileSink {
                 }
                 records[index] = row.cells;
             }
-            if records.first().is_none_or(|first| first.iter().all(String::is_empty)) {
+            if records
+                .first()
+                .is_none_or(|first| first.iter().all(String::is_empty))
+            {
                 if records.is_empty() {
                     records.push(header_cells());
                 } else {

@@ -261,7 +261,10 @@ async fn read_key(path: &Path) -> Result<yup_oauth2::ServiceAccountKey, String> 
 }
 
 fn cells_to_values(cells: &[String]) -> Vec<Value> {
-    cells.iter().map(|cell| Value::String(cell.clone())).collect()
+    cells
+        .iter()
+        .map(|cell| Value::String(cell.clone()))
+        .collect()
 }
 
 fn cell_text(value: &Value) -> String {
@@ -312,7 +315,9 @@ impl SheetSink for GoogleSheetSink {
                 for range in &ranges {
                     call = call.add_ranges(range);
                 }
-                let outcome = tokio::time::timeout(self.retry.timeout, call.delegate(&mut probe).doit()).await;
+                let outcome =
+                    tokio::time::timeout(self.retry.timeout, call.delegate(&mut probe).doit())
+                        .await;
                 match outcome {
                     Err(_) => Attempt::Retry {
                         message: format!("no answer within {:?}", self.retry.timeout),

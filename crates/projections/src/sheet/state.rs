@@ -225,7 +225,14 @@ async fn commit_in(tx: &mut StoreTx, commit: &Commit<'_>) -> Result<(), SheetErr
                         .execute(&mut **tx)
                         .await?;
                 }
-                upsert_rows!(Postgres, tx, target, commit.rows, |row| row.lead_id, serde_json::json!(row.written_notes));
+                upsert_rows!(
+                    Postgres,
+                    tx,
+                    target,
+                    commit.rows,
+                    |row| row.lead_id,
+                    serde_json::json!(row.written_notes)
+                );
             }
             affected
         }
@@ -254,7 +261,14 @@ async fn commit_in(tx: &mut StoreTx, commit: &Commit<'_>) -> Result<(), SheetErr
                         .execute(&mut **tx)
                         .await?;
                 }
-                upsert_rows!(Sqlite, tx, target, commit.rows, |row| row.lead_id.to_string(), serde_json::json!(row.written_notes).to_string());
+                upsert_rows!(
+                    Sqlite,
+                    tx,
+                    target,
+                    commit.rows,
+                    |row| row.lead_id.to_string(),
+                    serde_json::json!(row.written_notes).to_string()
+                );
             }
             affected
         }

@@ -317,7 +317,10 @@ impl SheetSync {
 
     /// The leads with events after `after`, in the order they first appear, and the checkpoint
     /// of the last event read (the head of the log as far as it is readable).
-    async fn changed_leads(&self, after: Checkpoint) -> Result<(Vec<Uuid>, Checkpoint), SheetError> {
+    async fn changed_leads(
+        &self,
+        after: Checkpoint,
+    ) -> Result<(Vec<Uuid>, Checkpoint), SheetError> {
         let mut checkpoint = after;
         let mut seen = HashSet::new();
         let mut changed = Vec::new();
@@ -345,7 +348,10 @@ impl SheetSync {
         };
         let mut next_row = state.last_row() + 1;
         for &lead_id in leads {
-            let events = self.store.read_stream(&lead_stream(lead_id), 1, None).await?;
+            let events = self
+                .store
+                .read_stream(&lead_stream(lead_id), 1, None)
+                .await?;
             if events.is_empty() {
                 continue;
             }

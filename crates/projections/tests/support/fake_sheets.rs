@@ -307,19 +307,27 @@ fn text_of(value: &Value) -> String {
 }
 
 /// Writes `values` (rows of cells) at the range's top-left; refuses data larger than the range.
-fn write_range(inner: &mut Inner, range_text: &str, values: &[Value]) -> Result<(u32, u32), String> {
+fn write_range(
+    inner: &mut Inner,
+    range_text: &str,
+    values: &[Value],
+) -> Result<(u32, u32), String> {
     let range = parse_range(range_text, &inner.sheet_name)?;
     let mut cells_written = 0;
     for (row_offset, row_values) in values.iter().enumerate() {
         let row = range.first_row + row_offset as u32;
         if range.last_row.is_some_and(|last| row > last) {
-            return Err(format!("Requested writing within range [{range_text}], but tried writing to row [{row}]"));
+            return Err(format!(
+                "Requested writing within range [{range_text}], but tried writing to row [{row}]"
+            ));
         }
         let cells = row_values.as_array().cloned().unwrap_or_default();
         for (column_offset, value) in cells.iter().enumerate() {
             let column = range.first_column + column_offset as u32;
             if column > range.last_column {
-                return Err(format!("Requested writing within range [{range_text}], but tried writing to column [{column}]"));
+                return Err(format!(
+                    "Requested writing within range [{range_text}], but tried writing to column [{column}]"
+                ));
             }
             set(&mut inner.grid, row, column, text_of(value));
             cells_written += 1;
@@ -350,11 +358,23 @@ fn read_range(inner: &Inner, range_text: &str, major_dimension: &str) -> Result<
     };
     let mut lines: Vec<Vec<String>> = if major_dimension == "COLUMNS" {
         (range.first_column..=range.last_column)
-            .map(|column| trim((range.first_row..=last_row).map(|row| cell(row, column)).collect()))
+            .map(|column| {
+                trim(
+                    (range.first_row..=last_row)
+                        .map(|row| cell(row, column))
+                        .collect(),
+                )
+            })
             .collect()
     } else {
         (range.first_row..=last_row)
-            .map(|row| trim((range.first_column..=range.last_column).map(|column| cell(row, column)).collect()))
+            .map(|row| {
+                trim(
+                    (range.first_column..=range.last_column)
+                        .map(|column| cell(row, column))
+                        .collect(),
+                )
+            })
             .collect()
     };
     while lines.last().is_some_and(Vec::is_empty) {
@@ -431,7 +451,10 @@ async fn handle(
         .and_then(|value| value.strip_prefix("Bearer "))
         .is_some_and(|token| inner.tokens.contains(token));
     if !authorised {
-        return error(StatusCode::UNAUTHORIZED, "Request is missing required authentication credential.");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Request is missing required authentication credential.",
+        );
     }
     let failing = inner
         .failures
@@ -541,7 +564,10 @@ fn token(inner: &Mutex<Inner>, body: &[u8]) -> Response {
     if form.get("grant_type").map(String::as_str)
         != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
     {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "unsupported_grant_type"})))
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "unsupported_grant_type"})),
+        )
             .into_response();
     }
     let claims = form
@@ -554,7 +580,10 @@ fn token(inner: &Mutex<Inner>, body: &[u8]) -> Response {
         })
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
     let Some(claims) = claims else {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"})))
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_grant"})),
+        )
             .into_response();
     };
     inner

@@ -75,7 +75,11 @@ pub async fn discover(store: &Store, name: &str) -> Uuid {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let url = LinkedInUrl::parse(&format!("https://www.linkedin.com/in/{slug}-{}", lead_id.simple())).unwrap();
+    let url = LinkedInUrl::parse(&format!(
+        "https://www.linkedin.com/in/{slug}-{}",
+        lead_id.simple()
+    ))
+    .unwrap();
     run(
         store,
         lead_id,
@@ -111,7 +115,10 @@ pub async fn run(store: &Store, lead_id: Uuid, command: LeadCommand, actor: Acto
 }
 
 pub async fn events_of(store: &Store, lead_id: Uuid) -> Vec<RecordedEvent> {
-    store.read_stream(&lead_stream(lead_id), 1, None).await.unwrap()
+    store
+        .read_stream(&lead_stream(lead_id), 1, None)
+        .await
+        .unwrap()
 }
 
 pub async fn typed_events_of(store: &Store, lead_id: Uuid) -> Vec<(LeadEvent, RecordedEvent)> {
