@@ -260,9 +260,10 @@ impl SheetSync {
         let target = self.sink.target();
         let state = load_state(&self.store, &target).await?;
         let mut report = ReplayReport::default();
+        let mut edited = Vec::new();
         if !state.rows.is_empty() {
             let cells = self.sink.read_editable(state.last_row()).await?;
-            report.edits = self.record_edits(&state, &cells).await?.0;
+            (report.edits, edited) = self.record_edits(&state, &cells).await?;
         }
 
         // One pass over the whole log, folding each lead's row as its events go by: no
@@ -283,6 +284,18 @@ impl SheetSync {
                     rows.len() - 1
                 });
                 rows[position].apply_recorded(event)?;
+            }
+        }
+        // What an edit just appended may not be readable through the log's order yet (on
+        // PostgreSQL, a transaction elsewhere can hold the horizon back); the lead's own stream
+        // already has it. The next tick sees those events again and writes the same row.
+        for lead_id in edited {
+            if let Some(&position) = index.get(&lead_id) {
+                let events = self
+                    .store
+                    .read_stream(&lead_stream(lead_id), 1, None)
+                    .await?;
+                rows[position] = LeadRow::from_events(lead_id, &events)?;
             }
         }
         let cells: Vec<Vec<String>> = rows.iter().map(|row| row.cells().to_vec()).collect();

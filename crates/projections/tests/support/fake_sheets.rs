@@ -37,6 +37,8 @@ struct Inner {
     grid: BTreeMap<u32, BTreeMap<u32, String>>,
     counts: BTreeMap<String, usize>,
     failures: VecDeque<Failure>,
+    /// Waits before answering the next API calls (to outlast a client's timeout).
+    delays: VecDeque<std::time::Duration>,
     tokens: HashSet<String>,
     scopes: Vec<String>,
 }
@@ -167,6 +169,11 @@ impl FakeSheets {
                 retry_after_seconds,
             });
         }
+    }
+
+    /// The next API call is answered only after `delay` (and then processed as usual).
+    pub fn delay_next(&self, delay: std::time::Duration) {
+        self.inner.lock().unwrap().delays.push_back(delay);
     }
 
     pub fn stop_failing(&self) {
@@ -442,8 +449,17 @@ async fn handle(
         (Method::PUT, call) if call.starts_with('/') => "update",
         _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
     };
+    // Counted on arrival: a client that gives up on a slow answer drops the connection, and
+    // the server drops the handler with it.
+    let delay = {
+        let mut inner = inner.lock().unwrap();
+        *inner.counts.entry(endpoint.to_owned()).or_default() += 1;
+        inner.delays.pop_front()
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut inner = inner.lock().unwrap();
-    *inner.counts.entry(endpoint.to_owned()).or_default() += 1;
 
     let authorised = headers
         .get("authorization")

@@ -53,12 +53,22 @@ pub async fn sqlite_store(dir: &Path) -> Store {
 
 /// The Google adapter pointed at the fake.
 pub async fn google_sink(fake: &FakeSheets, dir: &Path) -> Arc<dyn SheetSink> {
+    google_sink_with(fake, dir, fast_retry(), fake.base_url()).await
+}
+
+/// The Google adapter with this retry policy and API base URL (tokens from the fake).
+pub async fn google_sink_with(
+    fake: &FakeSheets,
+    dir: &Path,
+    retry: RetryPolicy,
+    base_url: String,
+) -> Arc<dyn SheetSink> {
     let config = GoogleSheetConfig {
         spreadsheet_id: SPREADSHEET_ID.into(),
         sheet_name: TAB.into(),
         service_account_key_file: fake.write_key_file(dir),
-        base_url: Some(fake.base_url()),
-        retry: fast_retry(),
+        base_url: Some(base_url),
+        retry,
     };
     Arc::new(GoogleSheetSink::connect(&config).await.unwrap())
 }
