@@ -2,5 +2,6 @@
 
 pub mod reports;
 pub mod row;
+pub mod sheet;
 
 pub use row::{HEADERS, LeadRow};

@@ -41,6 +41,9 @@ pub enum Command {
     /// Run the configured classifier on a JSON-lines file, one JSON line out per line in.
     #[command(subcommand)]
     Classify(ClassifyCommand),
+    /// Rebuild a projection from the event log.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +61,13 @@ pub struct ClassifyFileArgs {
     /// Use the rules engine even when an LLM is configured.
     #[arg(long)]
     pub rules: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplayCommand {
+    /// Rewrite the Google Sheet (or the CSV file, the default) from the log, after reading
+    /// back what people typed into it; rebuilds the lead → row mapping.
+    Sheet,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,7 @@ pub struct AgentsConfig {
     pub sales_manager: SalesManagerConfig,
     pub lead_finder: LeadFinderConfig,
     pub outreach: OutreachConfig,
+    pub sheet: SheetConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,6 +110,47 @@ pub struct OutreachConfig {
     pub accounts: Vec<AccountConfig>,
 }
 
+/// The Google Sheet projection (`sheet:`); the CSV file is the embedded default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SheetConfig {
+    /// `csv` (a file, the default) or `google` (a Google Sheets tab).
+    pub provider: String,
+    /// The CSV file (provider csv).
+    pub csv_path: String,
+    /// The spreadsheet's id, from its URL (provider google).
+    pub spreadsheet_id: String,
+    /// The tab the leads go to (provider google).
+    pub sheet_name: String,
+    /// The service account's JSON key file (provider google). Share the spreadsheet with the
+    /// service account's e-mail address.
+    pub service_account_key_file: String,
+    /// How often `serve` syncs the sheet with the log.
+    pub sync_interval_seconds: u64,
+    /// The Sheets API's base URL; empty: Google's. For a proxy or a local fake.
+    pub api_base_url: String,
+    /// Time allowed for one Sheets API call.
+    pub request_timeout_seconds: u64,
+    /// Attempts per Sheets API call on 429, 5xx and connection errors (the first included).
+    pub max_attempts: u32,
+}
+
+impl Default for SheetConfig {
+    fn default() -> Self {
+        Self {
+            provider: "csv".into(),
+            csv_path: salesdept_projections::sheet::DEFAULT_CSV_PATH.into(),
+            spreadsheet_id: String::new(),
+            sheet_name: "Leads".into(),
+            service_account_key_file: String::new(),
+            sync_interval_seconds: 60,
+            api_base_url: String::new(),
+            request_timeout_seconds: 30,
+            max_attempts: 5,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
@@ -131,6 +173,7 @@ impl Default for AgentsConfig {
             sales_manager: SalesManagerConfig::default(),
             lead_finder: LeadFinderConfig::default(),
             outreach: OutreachConfig::default(),
+            sheet: SheetConfig::default(),
         }
     }
 }
@@ -498,6 +541,88 @@ impl AgentsConfig {
                 parse_zone(zone).map_err(|m| invalid(&format!("{key}.timezone"), m))?;
             }
         }
+        self.sheet.validate(file)
+    }
+}
+
+impl SheetConfig {
+    /// Checks the `sheet:` keys; a relative key file is taken from the working directory.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: format!("sheet.{key}"),
+            message,
+        };
+        if self.sync_interval_seconds == 0 {
+            return Err(invalid(
+                "sync_interval_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.request_timeout_seconds == 0 {
+            return Err(invalid(
+                "request_timeout_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(invalid("max_attempts", "must be at least 1".into()));
+        }
+        match self.provider.as_str() {
+            "csv" => {
+                if self.csv_path.trim().is_empty() {
+                    return Err(invalid("csv_path", "must name a file".into()));
+                }
+            }
+            "google" => {
+                let id = self.spreadsheet_id.trim();
+                if id.is_empty() {
+                    return Err(invalid(
+                        "spreadsheet_id",
+                        "must be set for provider google (the id in the spreadsheet's URL)".into(),
+                    ));
+                }
+                if !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(invalid(
+                        "spreadsheet_id",
+                        format!("{id:?} is not a spreadsheet id (letters, digits, - and _)"),
+                    ));
+                }
+                if self.sheet_name.trim().is_empty() {
+                    return Err(invalid("sheet_name", "must name the tab".into()));
+                }
+                let key_file = self.service_account_key_file.trim();
+                if key_file.is_empty() {
+                    return Err(invalid(
+                        "service_account_key_file",
+                        "must be set for provider google".into(),
+                    ));
+                }
+                if !Path::new(key_file).is_file() {
+                    return Err(invalid(
+                        "service_account_key_file",
+                        format!("{key_file} is not a readable file"),
+                    ));
+                }
+                let base = self.api_base_url.trim();
+                if !(base.is_empty() || base.starts_with("https://") || base.starts_with("http://"))
+                {
+                    return Err(invalid(
+                        "api_base_url",
+                        format!("{base:?} is not an http(s) URL"),
+                    ));
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "provider",
+                    format!("{other:?} must be csv or google"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -524,6 +649,29 @@ mod tests {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config"));
         let config = load_agents(dir).unwrap();
         assert_eq!(config.outreach.accounts[0].id, "primary");
+        assert_eq!(config.sheet.provider, "csv");
+    }
+
+    #[test]
+    fn a_google_sheet_configuration_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.json");
+        std::fs::write(&key, "{}").unwrap();
+        write(
+            dir.path(),
+            &format!(
+                "sheet:\n  provider: google\n  spreadsheet_id: 1AbC-d_9\n  sheet_name: Pipeline\n  service_account_key_file: {}\n  sync_interval_seconds: 120\n",
+                key.display()
+            ),
+        );
+        let config = load_agents(dir.path()).unwrap();
+        assert_eq!(config.sheet.provider, "google");
+        assert_eq!(config.sheet.sheet_name, "Pipeline");
+        assert_eq!(config.sheet.sync_interval_seconds, 120);
+        assert_eq!(
+            config.sheet.max_attempts, 5,
+            "other keys keep their defaults"
+        );
     }
 
     #[test]
@@ -591,6 +739,28 @@ mod tests {
                 "outreach:\n  message_generation_mode: yolo\n",
                 "outreach.message_generation_mode",
             ),
+            ("sheet:\n  provider: excel\n", "sheet.provider"),
+            (
+                "sheet:\n  provider: google\n  service_account_key_file: /dev/null\n",
+                "sheet.spreadsheet_id",
+            ),
+            (
+                "sheet:\n  provider: google\n  spreadsheet_id: 1AbC\n",
+                "sheet.service_account_key_file",
+            ),
+            (
+                "sheet:\n  provider: google\n  spreadsheet_id: 1AbC\n  service_account_key_file: /surely/not/here.json\n",
+                "sheet.service_account_key_file",
+            ),
+            (
+                "sheet:\n  provider: google\n  spreadsheet_id: \"a/b\"\n  service_account_key_file: /dev/null\n",
+                "sheet.spreadsheet_id",
+            ),
+            (
+                "sheet:\n  sync_interval_seconds: 0\n",
+                "sheet.sync_interval_seconds",
+            ),
+            ("sheet:\n  csv_path: \"\"\n", "sheet.csv_path"),
         ];
         for (yaml, key) in cases {
             let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ pub mod config;
 pub mod forget;
 pub mod log;
 pub mod migrate;
+pub mod replay_sheet;
 
 use salesdept_events::StoreError;
 
