@@ -8,4 +8,5 @@ pub mod llm;
 pub mod mail;
 pub mod outreach;
 pub mod resilience;
+pub mod rules;
 pub mod sandbox;

@@ -38,6 +38,26 @@ pub enum Command {
     Config(ConfigCommand),
     /// Erase a person's personal data (crypto-shredding): their events stay, unreadable.
     Forget(ForgetArgs),
+    /// Run the configured classifier on a JSON-lines file, one JSON line out per line in.
+    #[command(subcommand)]
+    Classify(ClassifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClassifyCommand {
+    /// Classify prospects: Speaker / Sponsor / Other, confidence, quality score, rationale.
+    Profiles(ClassifyFileArgs),
+    /// Analyse replies: sentiment, intent, confidence.
+    Replies(ClassifyFileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyFileArgs {
+    /// A JSON-lines file in the fixtures' format (labels optional); `-` reads stdin.
+    pub file: PathBuf,
+    /// Use the rules engine even when an LLM is configured.
+    #[arg(long)]
+    pub rules: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use std::path::Path;
 use chrono::NaiveTime;
 use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
+use salesdept_agents::llm::LlmConfig;
 use serde::{Deserialize, Serialize};
 
 /// Why the configuration cannot be used.
@@ -244,6 +245,30 @@ pub fn load_agents(dir: &Path) -> Result<AgentsConfig, ConfigError> {
         })?;
     config.validate(&shown)?;
     Ok(config)
+}
+
+/// Loads `DIR/llm.yaml` (with `${VAR}` expanded) and checks it; None when there is no such
+/// file, which means the rules engine for every agent.
+pub fn load_llm(dir: &Path) -> Result<Option<LlmConfig>, ConfigError> {
+    let file = dir.join("llm.yaml");
+    let shown = file.display().to_string();
+    if !file.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&file).map_err(|error| ConfigError::Read {
+        file: shown.clone(),
+        message: error.to_string(),
+    })?;
+    let config: LlmConfig =
+        serde_yaml::from_str(&interpolate(&text, &shown)?).map_err(|error| ConfigError::Parse {
+            file: shown.clone(),
+            message: error.to_string(),
+        })?;
+    config.validate().map_err(|error| ConfigError::Parse {
+        file: shown,
+        message: error.to_string(),
+    })?;
+    Ok(Some(config))
 }
 
 /// Expands `${VAR}` from the environment; a missing variable is an error naming it. Comment

@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Log(log) => commands::log::run(&cli.global, log).await,
         Command::Config(cli::ConfigCommand::Check) => commands::config::check(&cli.global),
         Command::Forget(args) => commands::forget::run(&cli.global, args).await,
+        Command::Classify(command) => commands::classify::run(&cli.global, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@
 //! - Untrusted text goes in [`LlmTask::data`] and only ever reaches the model as quoted JSON in
 //!   the user message ([`prompt`]).
 
+pub mod answers;
 pub mod config;
 pub mod openai;
 pub mod prompt;
@@ -28,6 +29,10 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use answers::{
+    DraftedMessage, ProfileAssessment, ReplyAssessment, analyse_reply_task, classify_profile_task,
+    draft_message_task,
+};
 pub use config::{LlmConfig, LlmConfigError, ProviderKind, StructuredOutput};
 pub use router::LlmRouter;
 

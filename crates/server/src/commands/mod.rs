@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod classify;
 pub mod config;
 pub mod forget;
 pub mod log;
