@@ -139,6 +139,10 @@ pub struct ProviderProfile {
     pub about: Option<String>,
     pub recent_activity: Option<String>,
     pub profile_url: LinkedInUrl,
+    /// Already a first-degree connection of the account (no invitation needed); false when
+    /// the provider does not say.
+    #[serde(default)]
+    pub is_connection: bool,
 }
 
 /// What to look for. Free text throughout: adapters translate to the provider's own filters

@@ -707,6 +707,7 @@ impl SearchResult {
             about: None,
             recent_activity: None,
             profile_url,
+            is_connection: false,
         })
     }
 }
@@ -753,6 +754,7 @@ impl UserProfile {
             about: non_empty(self.summary),
             recent_activity: None,
             profile_url,
+            is_connection: false,
         }
     }
 }

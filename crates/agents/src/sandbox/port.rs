@@ -84,6 +84,7 @@ fn to_profile(person: &SandboxPerson) -> Result<ProviderProfile, LinkedInError> 
         about: present(&person.about),
         recent_activity: present(&person.recent_activity),
         profile_url,
+        is_connection: person.is_connection,
     })
 }
 
