@@ -69,6 +69,9 @@ pub enum AuditError {
     UnknownUrl(String),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
+    /// The caller's sink failed (e.g. writing the output).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 impl From<salesdept_events::StoreError> for AuditError {

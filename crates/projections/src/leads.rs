@@ -1019,3 +1019,28 @@ async fn count_rows(store: &Store) -> Result<i64, ProjectionError> {
         }
     })
 }
+
+/// A row as one JSON object: the 15 columns by their SQL names, then the hidden fields.
+pub fn row_to_json(row: &LeadRow) -> serde_json::Value {
+    serde_json::json!({
+        "lead_id": row.lead_id,
+        "name": row.name,
+        "position": row.position,
+        "company": row.company,
+        "linkedin_url": row.linkedin_url,
+        "classification": row.classification,
+        "quality_score": row.quality_score,
+        "contact_status": row.contact_status.label(),
+        "last_contacted": row.last_contacted.map(text_time),
+        "message_sent": row.message_sent,
+        "response": row.response,
+        "response_sentiment": row.response_sentiment,
+        "response_intent": row.response_intent,
+        "assigned_to": row.assigned_to,
+        "notes": row.notes,
+        "status_before_review": row.status_before_review.map(|status| status.label()),
+        "version": row.version,
+        "updated_at": row.updated_at.map(text_time),
+        "forgotten": row.forgotten,
+    })
+}

@@ -20,6 +20,8 @@ async fn main() -> ExitCode {
         Command::Log(log) => commands::log::run(&cli.global, log).await,
         Command::Config(cli::ConfigCommand::Check) => commands::config::check(&cli.global),
         Command::Forget(args) => commands::forget::run(&cli.global, args).await,
+        Command::Replay(replay) => commands::replay::run(&cli.global, replay).await,
+        Command::Audit(args) => commands::audit::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

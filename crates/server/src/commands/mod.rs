@@ -1,9 +1,11 @@
 //! One module per command.
 
+pub mod audit;
 pub mod config;
 pub mod forget;
 pub mod log;
 pub mod migrate;
+pub mod replay;
 
 use salesdept_events::StoreError;
 
