@@ -178,7 +178,10 @@ pub async fn lead_as_of(
         let Some(last) = page.last() else { break };
         from = last.stream_version + 1;
         let full = page.len() as i64 == AUDIT_PAGE;
-        for event in page.iter().filter(|event| event.metadata.occurred_at <= time) {
+        for event in page
+            .iter()
+            .filter(|event| event.metadata.occurred_at <= time)
+        {
             let lead_event = LeadEvent::from_recorded(event)?;
             row.apply_recorded(event)?;
             state = state.evolve(&lead_event);
@@ -259,7 +262,10 @@ pub fn parse_time(text: &str, upper_bound: bool) -> Result<DateTime<Utc>, String
     }
     let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a date (YYYY-MM-DD)"))?;
-    let start = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    let start = date
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
     Ok(if upper_bound {
         start + TimeDelta::days(1) - TimeDelta::microseconds(1)
     } else {
@@ -315,7 +321,10 @@ pub fn summary(event: &RecordedEvent) -> String {
         Some(StreamKind::UrlReservation(_)) => match UrlReservationEvent::from_recorded(event) {
             Ok(UrlReservationEvent::UrlReserved(reserved)) => format!(
                 "LinkedIn URL {} reserved for lead {}",
-                personal(event, reserved.pii.linkedin_url.as_ref().map(|u| u.as_str())),
+                personal(
+                    event,
+                    reserved.pii.linkedin_url.as_ref().map(|u| u.as_str())
+                ),
                 reserved.lead_id
             ),
             Err(error) => format!("unreadable {}: {error}", event.event_type),
@@ -378,9 +387,10 @@ fn lead_summary(event: &RecordedEvent, lead_event: &LeadEvent) -> String {
             if let Some(corrected) = feedback.corrected_score {
                 parts.push(format!(
                     "score {} -> {:.1}",
-                    feedback
-                        .previous_score
-                        .map_or_else(|| "-".to_owned(), |previous| format!("{:.1}", previous.value())),
+                    feedback.previous_score.map_or_else(
+                        || "-".to_owned(),
+                        |previous| format!("{:.1}", previous.value())
+                    ),
                     corrected.value()
                 ));
             }
@@ -493,7 +503,11 @@ mod tests {
     fn times_and_dates_parse_as_bounds() {
         let cases = [
             ("2026-12-01T09:30:00Z", false, "2026-12-01T09:30:00.000000Z"),
-            ("2026-12-01T10:30:00+01:00", true, "2026-12-01T09:30:00.000000Z"),
+            (
+                "2026-12-01T10:30:00+01:00",
+                true,
+                "2026-12-01T09:30:00.000000Z",
+            ),
             ("2026-12-01", false, "2026-12-01T00:00:00.000000Z"),
             ("2026-12-01", true, "2026-12-01T23:59:59.999999Z"),
         ];

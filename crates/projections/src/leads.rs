@@ -151,7 +151,10 @@ impl Handler for LeadTableHandler {
         events: &[RecordedEvent],
         context: &mut HandlerContext,
     ) -> Result<(), (usize, HandlerError)> {
-        if !events.iter().any(|event| lead_id_of(&event.stream_id).is_some()) {
+        if !events
+            .iter()
+            .any(|event| lead_id_of(&event.stream_id).is_some())
+        {
             return Ok(());
         }
         self.batches.fetch_add(1, Ordering::Relaxed);
@@ -633,10 +636,7 @@ pub async fn list_leads(
         Store::Postgres(pg) => {
             let mut count = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM leads WHERE true");
             push_filter(&mut count, filter, "ILIKE");
-            let total: i64 = count
-                .build_query_scalar()
-                .fetch_one(pg.pool())
-                .await?;
+            let total: i64 = count.build_query_scalar().fetch_one(pg.pool()).await?;
             let mut sql =
                 sqlx::QueryBuilder::new(format!("SELECT {columns} FROM leads WHERE true"));
             push_filter(&mut sql, filter, "ILIKE");
@@ -895,24 +895,30 @@ async fn prepare_rebuild_table(store: &Store) -> Result<(), ProjectionError> {
 async fn live_checkpoint(tx: &mut StoreTx) -> Result<Checkpoint, ProjectionError> {
     let row: Option<(i64, i64)> = match tx {
         StoreTx::Postgres(tx) => {
-            sqlx::query_as("SELECT checkpoint_tx, checkpoint_pos FROM subscriptions WHERE name = $1")
-                .bind(SUBSCRIPTION_NAME)
-                .fetch_optional(&mut **tx)
-                .await?
+            sqlx::query_as(
+                "SELECT checkpoint_tx, checkpoint_pos FROM subscriptions WHERE name = $1",
+            )
+            .bind(SUBSCRIPTION_NAME)
+            .fetch_optional(&mut **tx)
+            .await?
         }
         StoreTx::Sqlite(tx) => {
-            sqlx::query_as("SELECT checkpoint_tx, checkpoint_pos FROM subscriptions WHERE name = ?1")
-                .bind(SUBSCRIPTION_NAME)
-                .fetch_optional(&mut **tx)
-                .await?
+            sqlx::query_as(
+                "SELECT checkpoint_tx, checkpoint_pos FROM subscriptions WHERE name = ?1",
+            )
+            .bind(SUBSCRIPTION_NAME)
+            .fetch_optional(&mut **tx)
+            .await?
         }
     };
-    Ok(row.map_or(Checkpoint::START, |(transaction_id, global_position)| {
-        Checkpoint {
-            transaction_id,
-            global_position,
-        }
-    }))
+    Ok(
+        row.map_or(Checkpoint::START, |(transaction_id, global_position)| {
+            Checkpoint {
+                transaction_id,
+                global_position,
+            }
+        }),
+    )
 }
 
 /// The swap transaction: lock the live table, catch up, rename. Returns the events applied
@@ -936,7 +942,9 @@ async fn swap_in(
     let deadline = Instant::now() + options.catch_up_timeout;
     let mut caught_up = 0u64;
     loop {
-        let events = store.read_all(checkpoint, options.batch_size.max(1)).await?;
+        let events = store
+            .read_all(checkpoint, options.batch_size.max(1))
+            .await?;
         if let Some(last) = events.last() {
             apply_batch(&mut tx, Table::Rebuild, &events)
                 .await

@@ -60,7 +60,9 @@ async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
 }
 
 fn at(day: u32, hour: u32) -> DateTime<Utc> {
-    format!("2026-11-{day:02}T{hour:02}:00:00Z").parse().unwrap()
+    format!("2026-11-{day:02}T{hour:02}:00:00Z")
+        .parse()
+        .unwrap()
 }
 
 fn options() -> SubscriptionOptions {
@@ -168,12 +170,24 @@ fn analysed() -> LeadEvent {
 }
 
 /// A whole journey, one event an hour from `start`: discovered … reply analysed.
-fn journey(lead_id: Uuid, n: usize, start: DateTime<Utc>) -> Vec<(LeadEvent, Actor, DateTime<Utc>)> {
+fn journey(
+    lead_id: Uuid,
+    n: usize,
+    start: DateTime<Utc>,
+) -> Vec<(LeadEvent, Actor, DateTime<Utc>)> {
     let draft_id = Uuid::new_v4();
     let hour = |h: i64| start + TimeDelta::hours(h);
     vec![
-        (discovered(lead_id, n, "CTO", "Fjordbyte"), Actor::agent("lead_finder"), hour(0)),
-        (classified(Classification::Speaker), Actor::agent("lead_finder"), hour(1)),
+        (
+            discovered(lead_id, n, "CTO", "Fjordbyte"),
+            Actor::agent("lead_finder"),
+            hour(0),
+        ),
+        (
+            classified(Classification::Speaker),
+            Actor::agent("lead_finder"),
+            hour(1),
+        ),
         (scored(8.25), Actor::agent("lead_finder"), hour(2)),
         (allocated(), Actor::agent("sales_manager"), hour(3)),
         (drafted(draft_id), Actor::agent("outreach"), hour(4)),
@@ -188,7 +202,13 @@ fn new_event(event: &LeadEvent, actor: &Actor, time: DateTime<Utc>, correlation:
 }
 
 /// Appends events to a lead's stream, one append each (so they interleave with other leads').
-async fn append_one(store: &Store, lead_id: Uuid, event: &LeadEvent, actor: &Actor, time: DateTime<Utc>) {
+async fn append_one(
+    store: &Store,
+    lead_id: Uuid,
+    event: &LeadEvent,
+    actor: &Actor,
+    time: DateTime<Utc>,
+) {
     store
         .append(
             &lead_stream(lead_id),
@@ -199,7 +219,11 @@ async fn append_one(store: &Store, lead_id: Uuid, event: &LeadEvent, actor: &Act
         .unwrap();
 }
 
-async fn append_journey(store: &Store, lead_id: Uuid, events: &[(LeadEvent, Actor, DateTime<Utc>)]) {
+async fn append_journey(
+    store: &Store,
+    lead_id: Uuid,
+    events: &[(LeadEvent, Actor, DateTime<Utc>)],
+) {
     for (event, actor, time) in events {
         append_one(store, lead_id, event, actor, *time).await;
     }
@@ -250,7 +274,10 @@ async fn read_everything(store: &Store) -> Vec<RecordedEvent> {
 async fn settle_log(store: &Store, expected: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while read_everything(store).await.len() < expected {
-        assert!(tokio::time::Instant::now() < deadline, "the log never showed {expected} events");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the log never showed {expected} events"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -265,7 +292,10 @@ async fn catch_up(subscription: &Subscription, expected: u64) {
         if handled >= expected {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "handled {handled} of {expected}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "handled {handled} of {expected}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -279,7 +309,10 @@ async fn expected_rows(store: &Store) -> Vec<LeadRow> {
     let mut by_lead: std::collections::BTreeMap<String, Vec<RecordedEvent>> = Default::default();
     for event in read_everything(store).await {
         if event.stream_id.starts_with("lead-") {
-            by_lead.entry(event.stream_id.clone()).or_default().push(event);
+            by_lead
+                .entry(event.stream_id.clone())
+                .or_default()
+                .push(event);
         }
     }
     by_lead
@@ -321,7 +354,10 @@ mod suite {
         let handler = Arc::new(LeadTableHandler::new());
         catch_up(&live(store, handler), events.len() as u64 + 1).await;
 
-        let row = get_lead(store, lead_id).await.unwrap().expect("the lead has a row");
+        let row = get_lead(store, lead_id)
+            .await
+            .unwrap()
+            .expect("the lead has a row");
         assert_eq!(row.contact_status, LeadStatus::Responded);
         assert_eq!(row.name, "Person 1");
         assert_eq!(row.linkedin_url, "https://www.linkedin.com/in/person-1");
@@ -369,7 +405,11 @@ mod suite {
 
     #[async_trait]
     impl Handler for FailsOnceAfterWriting {
-        async fn handle(&self, _: &RecordedEvent, _: &mut HandlerContext) -> Result<(), HandlerError> {
+        async fn handle(
+            &self,
+            _: &RecordedEvent,
+            _: &mut HandlerContext,
+        ) -> Result<(), HandlerError> {
             unreachable!("handle_batch is overridden")
         }
 
@@ -395,7 +435,14 @@ mod suite {
 
     pub async fn rows_and_checkpoint_commit_together(store: &Store) {
         let lead_id = Uuid::new_v4();
-        append_one(store, lead_id, &discovered(lead_id, 1, "CTO", "Fjordbyte"), &Actor::agent("lead_finder"), at(2, 9)).await;
+        append_one(
+            store,
+            lead_id,
+            &discovered(lead_id, 1, "CTO", "Fjordbyte"),
+            &Actor::agent("lead_finder"),
+            at(2, 9),
+        )
+        .await;
         settle_log(store, 1).await;
         let handler = Arc::new(FailsOnceAfterWriting {
             inner: LeadTableHandler::new(),
@@ -403,17 +450,28 @@ mod suite {
             seen_on_retry: Default::default(),
             lead_id,
         });
-        let subscription =
-            Subscription::new(SUBSCRIPTION_NAME, store.clone(), handler.clone()).with_options(options());
+        let subscription = Subscription::new(SUBSCRIPTION_NAME, store.clone(), handler.clone())
+            .with_options(options());
         catch_up(&subscription, 1).await;
 
-        let (row, checkpoint) = handler.seen_on_retry.lock().unwrap().clone().expect("retried");
+        let (row, checkpoint) = handler
+            .seen_on_retry
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("retried");
         assert_eq!(row, None, "the failed attempt's row was rolled back");
         assert_eq!(checkpoint, Checkpoint::START, "and so was its checkpoint");
-        let row = get_lead(store, lead_id).await.unwrap().expect("the retry committed");
+        let row = get_lead(store, lead_id)
+            .await
+            .unwrap()
+            .expect("the retry committed");
         assert_eq!(row.version, 1);
         let last = read_everything(store).await.last().unwrap().checkpoint();
-        assert_eq!(stored_checkpoint(store, SUBSCRIPTION_NAME).await.unwrap(), last);
+        assert_eq!(
+            stored_checkpoint(store, SUBSCRIPTION_NAME).await.unwrap(),
+            last
+        );
     }
 
     pub async fn a_batch_costs_one_load_and_one_upsert(store: &Store) {
@@ -424,8 +482,20 @@ mod suite {
             .enumerate()
             .map(|(n, id)| {
                 let mut events = journey(*id, n, at(3, 9));
-                events.push((LeadEvent::NoteAdded(NoteAdded { pii: Pii::note(format!("note {n}")) }), Actor::human("alice"), at(3, 18)));
-                events.push((LeadEvent::NoteAdded(NoteAdded { pii: Pii::note("second") }), Actor::human("alice"), at(3, 19)));
+                events.push((
+                    LeadEvent::NoteAdded(NoteAdded {
+                        pii: Pii::note(format!("note {n}")),
+                    }),
+                    Actor::human("alice"),
+                    at(3, 18),
+                ));
+                events.push((
+                    LeadEvent::NoteAdded(NoteAdded {
+                        pii: Pii::note("second"),
+                    }),
+                    Actor::human("alice"),
+                    at(3, 19),
+                ));
                 events
             })
             .collect();
@@ -441,12 +511,25 @@ mod suite {
         catch_up(&subscription, 500).await;
         assert_eq!(handler.batches(), 1, "500 events are one batch");
         assert_eq!(handler.upsert_statements(), 1, "50 rows, one upsert");
-        assert_eq!(handler.load_queries(), 0, "every lead starts in this batch: nothing to load");
+        assert_eq!(
+            handler.load_queries(),
+            0,
+            "every lead starts in this batch: nothing to load"
+        );
         assert_eq!(table_rows(store).await, expected_rows(store).await);
 
         // One more event for each lead: their rows are loaded in one query.
         for lead_id in &leads {
-            append_one(store, *lead_id, &LeadEvent::NoteAdded(NoteAdded { pii: Pii::note("third") }), &Actor::human("bob"), at(4, 9)).await;
+            append_one(
+                store,
+                *lead_id,
+                &LeadEvent::NoteAdded(NoteAdded {
+                    pii: Pii::note("third"),
+                }),
+                &Actor::human("bob"),
+                at(4, 9),
+            )
+            .await;
         }
         settle_log(store, 550).await;
         catch_up(&subscription, 50).await;
@@ -455,7 +538,10 @@ mod suite {
         assert_eq!(handler.upsert_statements(), 2);
         let rows = table_rows(store).await;
         assert_eq!(rows, expected_rows(store).await);
-        assert!(rows.iter().all(|row| row.version == 11 && row.notes.ends_with("second\nthird")));
+        assert!(
+            rows.iter()
+                .all(|row| row.version == 11 && row.notes.ends_with("second\nthird"))
+        );
     }
 
     /// A mixed log: journeys, a forgotten lead, URL reservations and a department event.
@@ -471,13 +557,24 @@ mod suite {
             .append(
                 "department",
                 ExpectedVersion::Any,
-                vec![NewEvent::new("strategy_update", serde_json::json!({"note": "x"}), Metadata::new(Actor::agent("sales_manager"), at(2, 20)))],
+                vec![NewEvent::new(
+                    "strategy_update",
+                    serde_json::json!({"note": "x"}),
+                    Metadata::new(Actor::agent("sales_manager"), at(2, 20)),
+                )],
             )
             .await
             .unwrap();
         let forgotten = leads[5];
         store.forget_subject(&lead_stream(forgotten)).await.unwrap();
-        append_one(store, forgotten, &LeadEvent::LeadForgotten(LeadForgotten {}), &Actor::human("dpo"), at(3, 9)).await;
+        append_one(
+            store,
+            forgotten,
+            &LeadEvent::LeadForgotten(LeadForgotten {}),
+            &Actor::human("dpo"),
+            at(3, 9),
+        )
+        .await;
         (leads, forgotten)
     }
 
@@ -485,7 +582,11 @@ mod suite {
         let (leads, forgotten) = mixed_log(store).await;
         let total = committed(store).await;
         settle_log(store, total).await;
-        catch_up(&live(store, Arc::new(LeadTableHandler::new())), total as u64).await;
+        catch_up(
+            &live(store, Arc::new(LeadTableHandler::new())),
+            total as u64,
+        )
+        .await;
         let live_dump = dump_table(store, LEADS_TABLE).await.unwrap();
         assert_eq!(live_dump.len(), leads.len());
 
@@ -494,7 +595,16 @@ mod suite {
         assert_eq!(report.events as usize, total);
         let first = dump_table(store, LEADS_TABLE).await.unwrap();
         assert_eq!(first, live_dump, "the rebuild equals the live table");
-        let report = rebuild_leads_with(store, RebuildOptions { batch_size: 7, ..RebuildOptions::default() }, |_| {}).await.unwrap();
+        let report = rebuild_leads_with(
+            store,
+            RebuildOptions {
+                batch_size: 7,
+                ..RebuildOptions::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(report.leads as usize, leads.len());
         let second = dump_table(store, LEADS_TABLE).await.unwrap();
         assert_eq!(first, second, "rebuilding twice gives the same bytes");
@@ -504,28 +614,46 @@ mod suite {
         let row = get_lead(store, forgotten).await.unwrap().unwrap();
         assert!(row.forgotten);
         assert_eq!((row.name.as_str(), row.linkedin_url.as_str()), ("", ""));
-        assert_eq!((row.position.as_str(), row.company.as_str()), ("CTO", "Fjordbyte"));
+        assert_eq!(
+            (row.position.as_str(), row.company.as_str()),
+            ("CTO", "Fjordbyte")
+        );
         let other = get_lead(store, leads[4]).await.unwrap().unwrap();
         assert_eq!(other.name, "Person 4");
 
         // The swap left the schema as the migration made it: the same index names.
         let indexes = index_names(store).await;
-        for name in ["leads_contact_status_idx", "leads_classification_idx", "leads_quality_score_idx", "leads_updated_at_idx"] {
-            assert!(indexes.contains(&name.to_owned()), "{name} missing from {indexes:?}");
+        for name in [
+            "leads_contact_status_idx",
+            "leads_classification_idx",
+            "leads_quality_score_idx",
+            "leads_updated_at_idx",
+        ] {
+            assert!(
+                indexes.contains(&name.to_owned()),
+                "{name} missing from {indexes:?}"
+            );
         }
-        assert!(!indexes.iter().any(|name| name.contains("rebuild")), "{indexes:?}");
+        assert!(
+            !indexes.iter().any(|name| name.contains("rebuild")),
+            "{indexes:?}"
+        );
     }
 
     async fn index_names(store: &Store) -> Vec<String> {
         match store {
-            Store::Postgres(pg) => sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = 'leads'")
-                .fetch_all(pg.pool())
-                .await
-                .unwrap(),
-            Store::Sqlite(lite) => sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'")
-                .fetch_all(lite.read_pool())
-                .await
-                .unwrap(),
+            Store::Postgres(pg) => sqlx::query_scalar(
+                "SELECT indexname::text FROM pg_indexes WHERE tablename = 'leads'",
+            )
+            .fetch_all(pg.pool())
+            .await
+            .unwrap(),
+            Store::Sqlite(lite) => sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'",
+            )
+            .fetch_all(lite.read_pool())
+            .await
+            .unwrap(),
         }
     }
 
@@ -554,7 +682,10 @@ mod suite {
             })
         };
         // Rebuild again and again while events arrive and the live subscription handles them.
-        let small = RebuildOptions { batch_size: 16, ..RebuildOptions::default() };
+        let small = RebuildOptions {
+            batch_size: 16,
+            ..RebuildOptions::default()
+        };
         let mut rebuilds = 0;
         while !appender.is_finished() || rebuilds < 2 {
             rebuild_leads_with(store, small, |_| {}).await.unwrap();
@@ -570,7 +701,10 @@ mod suite {
             if rows.len() == leads.len() && rows.iter().all(|row| row.version == 8) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "rows never caught up: {rows:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "rows never caught up: {rows:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let settled = stored_checkpoint(store, SUBSCRIPTION_NAME).await.unwrap();
@@ -591,48 +725,168 @@ mod suite {
     pub async fn list_filters_and_pages(store: &Store) {
         let specs = [
             ("CTO", "Fjordbyte", Classification::Speaker, 9.0, true),
-            ("Head of DevRel", "Nordic Cloud", Classification::Sponsor, 7.5, true),
+            (
+                "Head of DevRel",
+                "Nordic Cloud",
+                Classification::Sponsor,
+                7.5,
+                true,
+            ),
             ("Engineer", "Fjordbyte", Classification::Speaker, 6.0, false),
             ("CMO", "Acme_Data", Classification::Sponsor, 8.0, false),
             ("Student", "Uni", Classification::Other, 2.0, false),
         ];
         let mut ids = Vec::new();
         for copy in 0..3 {
-            for (n, (position, company, classification, score, allocate)) in specs.iter().enumerate() {
+            for (n, (position, company, classification, score, allocate)) in
+                specs.iter().enumerate()
+            {
                 let lead_id = Uuid::new_v4();
                 let number = copy * 10 + n;
-                append_one(store, lead_id, &discovered(lead_id, number, position, company), &Actor::agent("lead_finder"), at(2, 9)).await;
-                append_one(store, lead_id, &classified(*classification), &Actor::agent("lead_finder"), at(2, 10 + n as u32)).await;
-                append_one(store, lead_id, &scored(*score), &Actor::agent("lead_finder"), at(2, 10 + n as u32)).await;
+                append_one(
+                    store,
+                    lead_id,
+                    &discovered(lead_id, number, position, company),
+                    &Actor::agent("lead_finder"),
+                    at(2, 9),
+                )
+                .await;
+                append_one(
+                    store,
+                    lead_id,
+                    &classified(*classification),
+                    &Actor::agent("lead_finder"),
+                    at(2, 10 + n as u32),
+                )
+                .await;
+                append_one(
+                    store,
+                    lead_id,
+                    &scored(*score),
+                    &Actor::agent("lead_finder"),
+                    at(2, 10 + n as u32),
+                )
+                .await;
                 if *allocate {
-                    append_one(store, lead_id, &allocated(), &Actor::agent("sales_manager"), at(3, 9)).await;
+                    append_one(
+                        store,
+                        lead_id,
+                        &allocated(),
+                        &Actor::agent("sales_manager"),
+                        at(3, 9),
+                    )
+                    .await;
                 }
                 ids.push(lead_id);
             }
         }
         let total = committed(store).await;
         settle_log(store, total).await;
-        catch_up(&live(store, Arc::new(LeadTableHandler::new())), total as u64).await;
+        catch_up(
+            &live(store, Arc::new(LeadTableHandler::new())),
+            total as u64,
+        )
+        .await;
 
-        let all = Page { limit: 100, offset: 0 };
+        let all = Page {
+            limit: 100,
+            offset: 0,
+        };
         let count = |filter: LeadFilter| async move {
-            list_leads(store, &filter, all, LeadOrder::LeadId).await.unwrap()
+            list_leads(store, &filter, all, LeadOrder::LeadId)
+                .await
+                .unwrap()
         };
         assert_eq!(count(LeadFilter::default()).await.total, 15);
-        let allocated = count(LeadFilter { status: Some(LeadStatus::Allocated), ..Default::default() }).await;
+        let allocated = count(LeadFilter {
+            status: Some(LeadStatus::Allocated),
+            ..Default::default()
+        })
+        .await;
         assert_eq!(allocated.total, 6);
-        assert!(allocated.rows.iter().all(|row| row.contact_status == LeadStatus::Allocated));
-        assert_eq!(count(LeadFilter { classification: Some("Sponsor".into()), ..Default::default() }).await.total, 6);
-        let scored = count(LeadFilter { min_score: Some(7.5), max_score: Some(8.0), ..Default::default() }).await;
+        assert!(
+            allocated
+                .rows
+                .iter()
+                .all(|row| row.contact_status == LeadStatus::Allocated)
+        );
+        assert_eq!(
+            count(LeadFilter {
+                classification: Some("Sponsor".into()),
+                ..Default::default()
+            })
+            .await
+            .total,
+            6
+        );
+        let scored = count(LeadFilter {
+            min_score: Some(7.5),
+            max_score: Some(8.0),
+            ..Default::default()
+        })
+        .await;
         assert_eq!(scored.total, 6);
-        assert!(scored.rows.iter().all(|row| (7.5..=8.0).contains(&row.quality_score.unwrap())));
+        assert!(
+            scored
+                .rows
+                .iter()
+                .all(|row| (7.5..=8.0).contains(&row.quality_score.unwrap()))
+        );
         // Search is case-insensitive over name, company and position; wildcards are literal.
-        assert_eq!(count(LeadFilter { search: Some("fjordBYTE".into()), ..Default::default() }).await.total, 6);
-        assert_eq!(count(LeadFilter { search: Some("devrel".into()), ..Default::default() }).await.total, 3);
-        assert_eq!(count(LeadFilter { search: Some("person 12".into()), ..Default::default() }).await.total, 1);
-        assert_eq!(count(LeadFilter { search: Some("acme_".into()), ..Default::default() }).await.total, 3);
-        assert_eq!(count(LeadFilter { search: Some("e_d".into()), ..Default::default() }).await.total, 3);
-        assert_eq!(count(LeadFilter { search: Some("%".into()), ..Default::default() }).await.total, 0);
+        assert_eq!(
+            count(LeadFilter {
+                search: Some("fjordBYTE".into()),
+                ..Default::default()
+            })
+            .await
+            .total,
+            6
+        );
+        assert_eq!(
+            count(LeadFilter {
+                search: Some("devrel".into()),
+                ..Default::default()
+            })
+            .await
+            .total,
+            3
+        );
+        assert_eq!(
+            count(LeadFilter {
+                search: Some("person 12".into()),
+                ..Default::default()
+            })
+            .await
+            .total,
+            1
+        );
+        assert_eq!(
+            count(LeadFilter {
+                search: Some("acme_".into()),
+                ..Default::default()
+            })
+            .await
+            .total,
+            3
+        );
+        assert_eq!(
+            count(LeadFilter {
+                search: Some("e_d".into()),
+                ..Default::default()
+            })
+            .await
+            .total,
+            3
+        );
+        assert_eq!(
+            count(LeadFilter {
+                search: Some("%".into()),
+                ..Default::default()
+            })
+            .await
+            .total,
+            0
+        );
         let combined = count(LeadFilter {
             status: Some(LeadStatus::New),
             classification: Some("Speaker".into()),
@@ -645,19 +899,39 @@ mod suite {
         // Pages in score order never overlap and cover everything.
         let mut seen = Vec::new();
         for offset in (0..15).step_by(4) {
-            let page = list_leads(store, &LeadFilter::default(), Page { limit: 4, offset }, LeadOrder::ScoreDesc).await.unwrap();
+            let page = list_leads(
+                store,
+                &LeadFilter::default(),
+                Page { limit: 4, offset },
+                LeadOrder::ScoreDesc,
+            )
+            .await
+            .unwrap();
             assert_eq!(page.total, 15);
             assert!(page.rows.len() <= 4);
             seen.extend(page.rows);
         }
         assert_eq!(seen.len(), 15);
         let scores: Vec<f64> = seen.iter().map(|row| row.quality_score.unwrap()).collect();
-        assert!(scores.windows(2).all(|pair| pair[0] >= pair[1]), "{scores:?}");
+        assert!(
+            scores.windows(2).all(|pair| pair[0] >= pair[1]),
+            "{scores:?}"
+        );
         let mut unique: Vec<Uuid> = seen.iter().map(|row| row.lead_id).collect();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), 15);
-        let past_the_end = list_leads(store, &LeadFilter::default(), Page { limit: 4, offset: 40 }, LeadOrder::NameAsc).await.unwrap();
+        let past_the_end = list_leads(
+            store,
+            &LeadFilter::default(),
+            Page {
+                limit: 4,
+                offset: 40,
+            },
+            LeadOrder::NameAsc,
+        )
+        .await
+        .unwrap();
         assert!(past_the_end.rows.is_empty());
         assert_eq!(past_the_end.total, 15);
     }
@@ -679,43 +953,107 @@ mod suite {
         assert_eq!(collect(AuditFilter::default()).await.len(), all.len());
         let from = at(2, 10);
         let to = at(2, 12);
-        let window = collect(AuditFilter { from: Some(from), to: Some(to), ..Default::default() }).await;
+        let window = collect(AuditFilter {
+            from: Some(from),
+            to: Some(to),
+            ..Default::default()
+        })
+        .await;
         let expected: Vec<Uuid> = all
             .iter()
             .filter(|event| event.metadata.occurred_at >= from && event.metadata.occurred_at <= to)
             .map(|event| event.event_id)
             .collect();
         assert!(!expected.is_empty());
-        assert_eq!(window.iter().map(|entry| entry.event.event_id).collect::<Vec<_>>(), expected);
-        let by_manager = collect(AuditFilter { actor: Some(Actor::agent("sales_manager")), ..Default::default() }).await;
+        assert_eq!(
+            window
+                .iter()
+                .map(|entry| entry.event.event_id)
+                .collect::<Vec<_>>(),
+            expected
+        );
+        let by_manager = collect(AuditFilter {
+            actor: Some(Actor::agent("sales_manager")),
+            ..Default::default()
+        })
+        .await;
         assert!(!by_manager.is_empty());
-        assert!(by_manager.iter().all(|entry| entry.event.metadata.actor == Actor::agent("sales_manager")));
+        assert!(
+            by_manager
+                .iter()
+                .all(|entry| entry.event.metadata.actor == Actor::agent("sales_manager"))
+        );
         assert_eq!(
             by_manager.len(),
-            all.iter().filter(|event| event.metadata.actor == Actor::agent("sales_manager")).count()
+            all.iter()
+                .filter(|event| event.metadata.actor == Actor::agent("sales_manager"))
+                .count()
         );
-        let classified = collect(AuditFilter { event_type: Some("lead_classified".into()), ..Default::default() }).await;
+        let classified = collect(AuditFilter {
+            event_type: Some("lead_classified".into()),
+            ..Default::default()
+        })
+        .await;
         assert_eq!(classified.len(), leads.len());
-        assert!(classified.iter().all(|entry| entry.summary == "classified Speaker (confidence 0.90)"));
-        let none = collect(AuditFilter { actor: Some(Actor::human("dpo")), event_type: Some("lead_classified".into()), ..Default::default() }).await;
+        assert!(
+            classified
+                .iter()
+                .all(|entry| entry.summary == "classified Speaker (confidence 0.90)")
+        );
+        let none = collect(AuditFilter {
+            actor: Some(Actor::human("dpo")),
+            event_type: Some("lead_classified".into()),
+            ..Default::default()
+        })
+        .await;
         assert!(none.is_empty());
 
         // A lead's history, by id and by URL; the forgotten lead's personal fields say so.
         let history = lead_history(store, leads[4]).await.unwrap();
         assert_eq!(history.len(), 7);
-        assert_eq!(history[0].summary, "discovered Person 4, CTO at Fjordbyte (search)");
+        assert_eq!(
+            history[0].summary,
+            "discovered Person 4, CTO at Fjordbyte (search)"
+        );
         assert_eq!(history[5].summary, "message sent via primary (initial)");
         assert_eq!(history[6].summary, "reply 1 received: Sounds great");
-        assert_eq!(resolve_lead(store, "https://linkedin.com/in/Person-4/").await.unwrap(), leads[4]);
-        assert_eq!(resolve_lead(store, &lead_stream(leads[4])).await.unwrap(), leads[4]);
-        assert!(resolve_lead(store, "https://www.linkedin.com/in/nobody").await.is_err());
+        assert_eq!(
+            resolve_lead(store, "https://linkedin.com/in/Person-4/")
+                .await
+                .unwrap(),
+            leads[4]
+        );
+        assert_eq!(
+            resolve_lead(store, &lead_stream(leads[4])).await.unwrap(),
+            leads[4]
+        );
+        assert!(
+            resolve_lead(store, "https://www.linkedin.com/in/nobody")
+                .await
+                .is_err()
+        );
         let forgotten_history = lead_history(store, forgotten).await.unwrap();
-        assert_eq!(forgotten_history[0].summary, "discovered forgotten, CTO at Fjordbyte (search)");
-        assert!(forgotten_history.iter().all(|entry| !entry.summary.contains("Person 5")));
-        assert_eq!(forgotten_history.last().unwrap().event.event_type, "lead_forgotten");
+        assert_eq!(
+            forgotten_history[0].summary,
+            "discovered forgotten, CTO at Fjordbyte (search)"
+        );
+        assert!(
+            forgotten_history
+                .iter()
+                .all(|entry| !entry.summary.contains("Person 5"))
+        );
+        assert_eq!(
+            forgotten_history.last().unwrap().event.event_type,
+            "lead_forgotten"
+        );
 
         // The cursor pages through a query without gaps or repeats.
-        let mut query = EventQuery { stream_prefix: Some("lead-".into()), order: EventOrder::Stream, limit: 5, ..EventQuery::default() };
+        let mut query = EventQuery {
+            stream_prefix: Some("lead-".into()),
+            order: EventOrder::Stream,
+            limit: 5,
+            ..EventQuery::default()
+        };
         let mut paged = Vec::new();
         loop {
             let page = store.query_events(&query).await.unwrap();
@@ -723,9 +1061,17 @@ mod suite {
             query.after = EventCursor::after(last, EventOrder::Stream);
             paged.extend(page);
         }
-        let lead_events = all.iter().filter(|event| event.stream_id.starts_with("lead-")).count();
+        let lead_events = all
+            .iter()
+            .filter(|event| event.stream_id.starts_with("lead-"))
+            .count();
         assert_eq!(paged.len(), lead_events);
-        assert!(paged.windows(2).all(|pair| (&pair[0].stream_id, pair[0].stream_version) < (&pair[1].stream_id, pair[1].stream_version)));
+        assert!(
+            paged
+                .windows(2)
+                .all(|pair| (&pair[0].stream_id, pair[0].stream_version)
+                    < (&pair[1].stream_id, pair[1].stream_version))
+        );
     }
 
     pub async fn time_travel_folds_up_to_a_time(store: &Store) {
@@ -738,15 +1084,29 @@ mod suite {
             LeadEvent::MessageDrafted(draft) => draft.draft_id,
             _ => unreachable!(),
         };
-        review.push((LeadEvent::ReviewRequested(ReviewRequested { draft_id, pii: Pii::note("check tone") }), Actor::agent("outreach"), at(3, 15)));
+        review.push((
+            LeadEvent::ReviewRequested(ReviewRequested {
+                draft_id,
+                pii: Pii::note("check tone"),
+            }),
+            Actor::agent("outreach"),
+            at(3, 15),
+        ));
         append_journey(store, late, &review).await;
 
-        assert_eq!(lead_as_of(store, early, at(2, 8)).await.unwrap(), None, "not discovered yet");
+        assert_eq!(
+            lead_as_of(store, early, at(2, 8)).await.unwrap(),
+            None,
+            "not discovered yet"
+        );
         let (row, state) = lead_as_of(store, early, at(2, 10)).await.unwrap().unwrap();
         assert_eq!(row.classification, "Speaker");
         assert_eq!(row.quality_score, None);
         assert_eq!(row.version, 2);
-        assert_eq!(state.classification.map(|(class, _)| class), Some(Classification::Speaker));
+        assert_eq!(
+            state.classification.map(|(class, _)| class),
+            Some(Classification::Speaker)
+        );
         let (row, state) = lead_as_of(store, early, at(2, 14)).await.unwrap().unwrap();
         assert_eq!(row.contact_status, LeadStatus::Sent);
         assert_eq!(state.status, LeadStatus::Sent);
@@ -763,7 +1123,14 @@ mod suite {
         assert_eq!(late_row.contact_status, LeadStatus::InReview);
         let mut sorted: Vec<String> = table.iter().map(|row| row.lead_id.to_string()).collect();
         sorted.sort();
-        assert_eq!(table.iter().map(|row| row.lead_id.to_string()).collect::<Vec<_>>(), sorted, "in lead id order");
+        assert_eq!(
+            table
+                .iter()
+                .map(|row| row.lead_id.to_string())
+                .collect::<Vec<_>>(),
+            sorted,
+            "in lead id order"
+        );
         // Now is the live table.
         settle_log(store, committed(store).await).await;
         let now = table_as_of(store, at(30, 0)).await.unwrap();

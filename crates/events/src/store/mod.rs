@@ -144,7 +144,10 @@ pub enum EventCursor {
     #[default]
     Start,
     Global(i64),
-    Stream { stream_id: String, version: i64 },
+    Stream {
+        stream_id: String,
+        version: i64,
+    },
 }
 
 impl EventCursor {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use salesdept_events::domain::lead::{
-    FollowUpScheduled, LeadAllocation, LeadClassified, LeadDiscovered, LeadEvent,
-    LeadQualified, LeadSource, MessageDrafted, MessageKind, MessageSent, NoteAdded, Priority,
+    FollowUpScheduled, LeadAllocation, LeadClassified, LeadDiscovered, LeadEvent, LeadQualified,
+    LeadSource, MessageDrafted, MessageKind, MessageSent, NoteAdded, Priority,
     QualityScoreCalculated, ResponseAnalysed, ResponseReceived,
 };
 use salesdept_events::domain::{

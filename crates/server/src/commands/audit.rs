@@ -30,7 +30,11 @@ pub async fn run(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<()> {
     result
 }
 
-fn time_arg(text: &str, option: &str, upper_bound: bool) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+fn time_arg(
+    text: &str,
+    option: &str,
+    upper_bound: bool,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     parse_time(text, upper_bound).map_err(|message| anyhow::anyhow!("{option}: {message}"))
 }
 
@@ -54,7 +58,10 @@ async fn range(store: &Store, args: &AuditArgs) -> anyhow::Result<()> {
         actor: args
             .actor
             .as_deref()
-            .map(|text| text.parse::<Actor>().map_err(|message| anyhow::anyhow!(message)))
+            .map(|text| {
+                text.parse::<Actor>()
+                    .map_err(|message| anyhow::anyhow!(message))
+            })
             .transpose()?,
         event_type: args.event_type.clone(),
     };
