@@ -199,7 +199,7 @@ fn journey(n: usize, start: DateTime<Utc>) -> (Uuid, [Vec<NewEvent>; 3]) {
             60 * 24,
         ),
     ]);
-    let last = if n % 10 == 0 {
+    let last = if n.is_multiple_of(10) {
         events(vec![
             (
                 LeadEvent::ResponseReceived(ResponseReceived {
