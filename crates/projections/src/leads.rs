@@ -779,7 +779,7 @@ pub async fn rebuild_leads_with(
     mut progress: impl FnMut(u64) + Send,
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
-    prepare_rebuild_table(store).await?;
+    let deferred_indexes = prepare_rebuild_table(store).await?;
 
     let (sender, mut receiver) =
         tokio::sync::mpsc::channel::<Result<Vec<RecordedEvent>, StoreError>>(1);
@@ -830,6 +830,7 @@ pub async fn rebuild_leads_with(
         .await
         .map_err(|error| ProjectionError::CatchUp(format!("reader task: {error}")))?;
 
+    create_deferred_indexes(store, deferred_indexes).await?;
     let (caught_up, final_checkpoint) = swap_in(store, options, checkpoint).await?;
     events_read += caught_up;
     progress(events_read);
@@ -853,8 +854,12 @@ async fn relax_commit(tx: &mut StoreTx) -> Result<(), ProjectionError> {
     Ok(())
 }
 
-/// An empty `leads_rebuild` shaped like the live table (the columns of every migration so far).
-async fn prepare_rebuild_table(store: &Store) -> Result<(), ProjectionError> {
+/// An empty `leads_rebuild` shaped like the live table (the columns of every migration so far),
+/// with only its primary key: the secondary indexes are built once the rows are in (see
+/// [`create_deferred_indexes`]), which is much cheaper than maintaining them through every
+/// upsert of the load. Returns the statements that build them (PostgreSQL; on SQLite the swap
+/// re-creates the live table's indexes from their stored statements).
+async fn prepare_rebuild_table(store: &Store) -> Result<Vec<String>, ProjectionError> {
     match store {
         Store::Postgres(pg) => {
             let mut tx = pg.pool().begin().await?;
@@ -864,7 +869,22 @@ async fn prepare_rebuild_table(store: &Store) -> Result<(), ProjectionError> {
             sqlx::query("CREATE TABLE leads_rebuild (LIKE leads INCLUDING ALL)")
                 .execute(&mut *tx)
                 .await?;
+            let deferred: Vec<(String, String)> = sqlx::query_as(
+                "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE i.indrelid = 'leads_rebuild'::regclass AND NOT i.indisprimary \
+                 AND NOT i.indisunique ORDER BY c.relname",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for (name, _) in &deferred {
+                let sql = format!("DROP INDEX \"{name}\"");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
+            Ok(deferred.into_iter().map(|(_, definition)| definition).collect())
         }
         Store::Sqlite(lite) => {
             let mut tx = lite.write_pool().begin_with("BEGIN IMMEDIATE").await?;
@@ -886,6 +906,22 @@ async fn prepare_rebuild_table(store: &Store) -> Result<(), ProjectionError> {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Builds the secondary indexes [`prepare_rebuild_table`] left out, before the swap (outside its
+/// lock: the live table stays writable meanwhile).
+async fn create_deferred_indexes(
+    store: &Store,
+    definitions: Vec<String>,
+) -> Result<(), ProjectionError> {
+    if let Store::Postgres(pg) = store {
+        for definition in definitions {
+            sqlx::query(sqlx::AssertSqlSafe(definition))
+                .execute(pg.pool())
+                .await?;
         }
     }
     Ok(())
