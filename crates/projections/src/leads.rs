@@ -72,6 +72,8 @@ pub enum ProjectionError {
     Corrupt(String),
     #[error("the rebuild could not catch up with the live subscription: {0}")]
     CatchUp(String),
+    #[error("another rebuild of the lead table is running")]
+    RebuildRunning,
 }
 
 /// Which of the two tables a batch goes to.
@@ -776,6 +778,41 @@ pub async fn rebuild_leads(store: &Store) -> Result<RebuildReport, ProjectionErr
 pub async fn rebuild_leads_with(
     store: &Store,
     options: RebuildOptions,
+    progress: impl FnMut(u64) + Send,
+) -> Result<RebuildReport, ProjectionError> {
+    // Two rebuilds at once would drop each other's `leads_rebuild`. On PostgreSQL a session
+    // advisory lock, held on one idle connection (no open transaction, so the xid horizon is not
+    // pinned), lets only one run; on SQLite one process runs the embedded default.
+    let guard = match store {
+        Store::Postgres(pg) => {
+            let mut connection = pg.pool().acquire().await?;
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(REBUILD_LOCK_KEY)
+                .fetch_one(&mut *connection)
+                .await?;
+            if !locked {
+                return Err(ProjectionError::RebuildRunning);
+            }
+            Some(connection)
+        }
+        Store::Sqlite(_) => None,
+    };
+    let result = rebuild_locked(store, options, progress).await;
+    if let Some(mut connection) = guard {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(REBUILD_LOCK_KEY)
+            .execute(&mut *connection)
+            .await?;
+    }
+    result
+}
+
+/// The advisory lock key of the lead table's rebuild (any constant unique to it).
+const REBUILD_LOCK_KEY: i64 = 0x6c65_6164_735f_7262; // "leads_rb"
+
+async fn rebuild_locked(
+    store: &Store,
+    options: RebuildOptions,
     mut progress: impl FnMut(u64) + Send,
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
@@ -884,7 +921,10 @@ async fn prepare_rebuild_table(store: &Store) -> Result<Vec<String>, ProjectionE
                     .await?;
             }
             tx.commit().await?;
-            Ok(deferred.into_iter().map(|(_, definition)| definition).collect())
+            Ok(deferred
+                .into_iter()
+                .map(|(_, definition)| definition)
+                .collect())
         }
         Store::Sqlite(lite) => {
             let mut tx = lite.write_pool().begin_with("BEGIN IMMEDIATE").await?;

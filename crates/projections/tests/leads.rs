@@ -1173,3 +1173,35 @@ both_stores!(
     audits_filter_by_time_actor_and_type,
     time_travel_folds_up_to_a_time,
 );
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_runs_one_rebuild_at_a_time(pool: PgPool) {
+    let store = pg_store(pool.clone());
+    let lead_id = Uuid::new_v4();
+    append_journey(&store, lead_id, &journey(lead_id, 1, at(2, 9))).await;
+    // Another process holds the rebuild's lock: this rebuild refuses to start.
+    let mut other = pool.acquire().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(7810756212804252258)")
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(locked);
+    let refused = rebuild_leads(&store).await;
+    assert!(
+        matches!(
+            refused,
+            Err(salesdept_projections::ProjectionError::RebuildRunning)
+        ),
+        "{refused:?}"
+    );
+    sqlx::query("SELECT pg_advisory_unlock(7810756212804252258)")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    drop(other);
+    settle_log(&store, 8).await;
+    let report = rebuild_leads(&store).await.unwrap();
+    assert_eq!(report.leads, 1);
+    // The lock was released: the next rebuild runs too.
+    assert_eq!(rebuild_leads(&store).await.unwrap().leads, 1);
+}
