@@ -44,6 +44,8 @@ pub enum Command {
     /// Rebuild a projection from the event log.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// History from the log: events in a time range, one lead's history, time travel.
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +70,62 @@ pub enum ReplayCommand {
     /// Rewrite the Google Sheet (or the CSV file, the default) from the log, after reading
     /// back what people typed into it; rebuilds the lead → row mapping.
     Sheet,
+    /// Rebuild the lead table into a new table and swap it in atomically.
+    Leads,
+}
+
+/// `audit [--from T] [--to T] [--actor A] [--type T] [--json]`, or `audit lead …`, or
+/// `audit table --at T`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Events that occurred at or after this time (RFC 3339, or a date: its start).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Events that occurred at or before this time (RFC 3339, or a date: its end).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only events by this actor: agent:NAME, human:NAME or system:NAME.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only events of this type, e.g. message_sent.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// One JSON object per line: the columns of `log read --json` plus `summary`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// One lead's whole history, or its row as of a time (--at).
+    Lead(AuditLeadArgs),
+    /// The whole lead table as it was at a time.
+    Table(AuditTableArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditLeadArgs {
+    /// The lead's id, or the person's LinkedIn profile URL.
+    pub lead: String,
+    /// Print the lead's row as it was at this time (RFC 3339, or a date: its end) instead.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// JSON: one object per event per line (or the row as one object with --at).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTableArgs {
+    /// The time to look at (RFC 3339, or a date: its end).
+    #[arg(long)]
+    pub at: String,
+    /// JSON lines (one row per line) instead of CSV with the Sheet's headers.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,9 +21,8 @@ async fn main() -> ExitCode {
         Command::Config(cli::ConfigCommand::Check) => commands::config::check(&cli.global),
         Command::Forget(args) => commands::forget::run(&cli.global, args).await,
         Command::Classify(command) => commands::classify::run(&cli.global, command).await,
-        Command::Replay(cli::ReplayCommand::Sheet) => {
-            commands::replay_sheet::run(&cli.global).await
-        }
+        Command::Replay(replay) => commands::replay::run(&cli.global, replay).await,
+        Command::Audit(args) => commands::audit::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

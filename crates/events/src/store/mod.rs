@@ -96,6 +96,92 @@ pub(crate) fn validate_append(stream_id: &str, events: &[NewEvent]) -> Result<()
     Ok(())
 }
 
+/// A filtered read of the log for audits and time travel: events by domain time
+/// (`metadata.occurred_at`, inclusive bounds), actor, type and stream prefix, paged by a cursor
+/// so a caller streams any range with flat memory. Unlike [`EventStore::read_all`] it does not
+/// stop at the visibility horizon: it is a query over what is committed now, not a feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventQuery {
+    pub occurred_from: Option<chrono::DateTime<chrono::Utc>>,
+    pub occurred_to: Option<chrono::DateTime<chrono::Utc>>,
+    pub actor: Option<crate::envelope::Actor>,
+    pub event_type: Option<String>,
+    /// Only streams whose id starts with this (e.g. `lead-`).
+    pub stream_prefix: Option<String>,
+    pub order: EventOrder,
+    /// Where the previous page ended.
+    pub after: EventCursor,
+    pub limit: i64,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        Self {
+            occurred_from: None,
+            occurred_to: None,
+            actor: None,
+            event_type: None,
+            stream_prefix: None,
+            order: EventOrder::Global,
+            after: EventCursor::Start,
+            limit: 1000,
+        }
+    }
+}
+
+/// The order of an [`EventQuery`]'s results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOrder {
+    /// By global position (insertion order).
+    Global,
+    /// By stream id, then stream version: one stream after another, for folds per stream.
+    Stream,
+}
+
+/// Where an [`EventQuery`] page starts (exclusive).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum EventCursor {
+    #[default]
+    Start,
+    Global(i64),
+    Stream {
+        stream_id: String,
+        version: i64,
+    },
+}
+
+impl EventCursor {
+    /// The cursor just after `event` in `order`.
+    pub fn after(event: &RecordedEvent, order: EventOrder) -> Self {
+        match order {
+            EventOrder::Global => Self::Global(event.global_position),
+            EventOrder::Stream => Self::Stream {
+                stream_id: event.stream_id.clone(),
+                version: event.stream_version,
+            },
+        }
+    }
+}
+
+/// The occurred_at bound as stored: RFC 3339 with microseconds and a `Z`, so text order is time
+/// order.
+pub(crate) fn query_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// `LIKE` pattern for a prefix, with `\` escaping the wildcards.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// A transaction on whichever database backs the store, handed to subscription handlers so
 /// their writes commit with the subscription's checkpoint.
 pub enum StoreTx {
@@ -175,6 +261,15 @@ impl Store {
                 StoreTx::Sqlite(store.write_pool().begin_with("BEGIN IMMEDIATE").await?)
             }
         })
+    }
+
+    /// Events matching `query`, one page (see [`EventQuery`]); personal data opened as by every
+    /// read.
+    pub async fn query_events(&self, query: &EventQuery) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self {
+            Self::Postgres(store) => store.query_events(query).await,
+            Self::Sqlite(store) => store.query_events(query).await,
+        }
     }
 
     /// Encrypts personal data from now on (see [`crate::pii_vault`]). Set once, at start.

@@ -544,6 +544,65 @@ impl EventStore for PostgresEventStore {
 }
 
 impl PostgresEventStore {
+    /// Events matching `query`, one page: jsonb operators on `metadata`, text comparison of
+    /// occurred_at in the C collation (RFC 3339 with micros and `Z` sorts as time).
+    #[tracing::instrument(level = "debug", skip_all, err)]
+    pub async fn query_events(
+        &self,
+        query: &super::EventQuery,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        use super::{EventCursor, EventOrder, like_prefix, query_time};
+        let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE true"
+        ));
+        if let Some(from) = query.occurred_from {
+            sql.push(" AND (metadata->>'occurred_at') COLLATE \"C\" >= ")
+                .push_bind(query_time(from));
+        }
+        if let Some(to) = query.occurred_to {
+            sql.push(" AND (metadata->>'occurred_at') COLLATE \"C\" <= ")
+                .push_bind(query_time(to));
+        }
+        if let Some(actor) = &query.actor {
+            sql.push(" AND metadata->'actor'->>'kind' = ")
+                .push_bind(actor.kind().to_owned())
+                .push(" AND metadata->'actor'->>'name' = ")
+                .push_bind(actor.name().to_owned());
+        }
+        if let Some(event_type) = &query.event_type {
+            sql.push(" AND event_type = ").push_bind(event_type.clone());
+        }
+        if let Some(prefix) = &query.stream_prefix {
+            sql.push(" AND stream_id LIKE ")
+                .push_bind(like_prefix(prefix))
+                .push(" ESCAPE '\\'");
+        }
+        match &query.after {
+            EventCursor::Start => {}
+            EventCursor::Global(position) => {
+                sql.push(" AND global_position > ").push_bind(*position);
+            }
+            EventCursor::Stream { stream_id, version } => {
+                sql.push(" AND (stream_id, stream_version) > (")
+                    .push_bind(stream_id.clone())
+                    .push(", ")
+                    .push_bind(*version)
+                    .push(")");
+            }
+        }
+        sql.push(match query.order {
+            EventOrder::Global => " ORDER BY global_position",
+            EventOrder::Stream => " ORDER BY stream_id, stream_version",
+        });
+        sql.push(" LIMIT ").push_bind(query.limit);
+        let rows = sql.build().fetch_all(&self.inner.pool).await?;
+        let events = rows
+            .iter()
+            .map(|row| self.decode_row(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(events).await
+    }
+
     fn decode_row(&self, row: &PgRow) -> Result<RecordedEvent, StoreError> {
         let global_position: i64 = row.try_get(0)?;
         let event_type: String = row.try_get(5)?;

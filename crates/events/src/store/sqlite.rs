@@ -224,6 +224,68 @@ impl SqliteEventStore {
             .send_modify(|count| *count = count.wrapping_add(1));
     }
 
+    /// Events matching `query`, one page: `json_extract` on `metadata`; occurred_at is RFC 3339
+    /// text with micros and `Z`, so text comparison orders it as time.
+    #[tracing::instrument(level = "debug", skip_all, err)]
+    pub async fn query_events(
+        &self,
+        query: &super::EventQuery,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        use super::{EventCursor, EventOrder, query_time};
+        let mut sql = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE 1"
+        ));
+        if let Some(from) = query.occurred_from {
+            sql.push(" AND json_extract(metadata, '$.occurred_at') >= ")
+                .push_bind(query_time(from));
+        }
+        if let Some(to) = query.occurred_to {
+            sql.push(" AND json_extract(metadata, '$.occurred_at') <= ")
+                .push_bind(query_time(to));
+        }
+        if let Some(actor) = &query.actor {
+            sql.push(" AND json_extract(metadata, '$.actor.kind') = ")
+                .push_bind(actor.kind().to_owned())
+                .push(" AND json_extract(metadata, '$.actor.name') = ")
+                .push_bind(actor.name().to_owned());
+        }
+        if let Some(event_type) = &query.event_type {
+            sql.push(" AND event_type = ").push_bind(event_type.clone());
+        }
+        if let Some(prefix) = &query.stream_prefix {
+            // SQLite's LIKE ignores ASCII case; stream ids are case-sensitive, so compare the
+            // prefix itself.
+            sql.push(" AND substr(stream_id, 1, ")
+                .push_bind(prefix.chars().count() as i64)
+                .push(") = ")
+                .push_bind(prefix.clone());
+        }
+        match &query.after {
+            EventCursor::Start => {}
+            EventCursor::Global(position) => {
+                sql.push(" AND global_position > ").push_bind(*position);
+            }
+            EventCursor::Stream { stream_id, version } => {
+                sql.push(" AND (stream_id, stream_version) > (")
+                    .push_bind(stream_id.clone())
+                    .push(", ")
+                    .push_bind(*version)
+                    .push(")");
+            }
+        }
+        sql.push(match query.order {
+            EventOrder::Global => " ORDER BY global_position",
+            EventOrder::Stream => " ORDER BY stream_id, stream_version",
+        });
+        sql.push(" LIMIT ").push_bind(query.limit);
+        let rows = sql.build().fetch_all(&self.inner.read_pool).await?;
+        let events = rows
+            .iter()
+            .map(|row| self.decode_row(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(events).await
+    }
+
     fn decode_row(&self, row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         let global_position: i64 = row.try_get(0)?;
         let event_type: String = row.try_get(5)?;

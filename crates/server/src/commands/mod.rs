@@ -1,10 +1,12 @@
 //! One module per command.
 
+pub mod audit;
 pub mod classify;
 pub mod config;
 pub mod forget;
 pub mod log;
 pub mod migrate;
+pub mod replay;
 pub mod replay_sheet;
 
 use salesdept_events::StoreError;
