@@ -791,7 +791,16 @@ mod suite {
             read[0].data,
             json!({ "pii": { "name": "Ada Lovelace" }, "source": "unknown" })
         );
-        let all = upcast_store.read_all(Checkpoint::START, 10).await.unwrap();
+        // A whole-log read sees the event once no older transaction is open anywhere on the
+        // server (other tests share it), so wait for it, boundedly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let all = loop {
+            let all = upcast_store.read_all(Checkpoint::START, 10).await.unwrap();
+            if !all.is_empty() || std::time::Instant::now() > deadline {
+                break all;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         assert_eq!(all[0].data, read[0].data);
     }
 
