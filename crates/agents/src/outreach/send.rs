@@ -369,19 +369,8 @@ impl<S: EventStore + ?Sized> Sender<S> {
                     "an earlier attempt was interrupted and {} cannot tell whether it arrived: {error}",
                     account.linkedin.provider()
                 );
-                self.record_failure(
-                    plan,
-                    account,
-                    slot_id,
-                    SendOutcome::Unknown,
-                    &error,
-                    correlation_id,
-                )
-                .await?;
-                Ok(SendResult::Unknown {
-                    account_id: account.id.clone(),
-                    error,
-                })
+                self.record_unknown(plan, account, slot_id, error, correlation_id)
+                    .await
             }
         }
     }
@@ -432,19 +421,10 @@ impl<S: EventStore + ?Sized> Sender<S> {
                 | LinkedInError::InvalidResponse { .. }),
             ) => {
                 let error = error.to_string();
-                self.record_failure(
-                    plan,
-                    account,
-                    slot_id,
-                    SendOutcome::Unknown,
-                    &error,
-                    correlation_id,
-                )
-                .await?;
-                Ok(Attempt::Done(SendResult::Unknown {
-                    account_id: account.id.clone(),
-                    error,
-                }))
+                Ok(Attempt::Done(
+                    self.record_unknown(plan, account, slot_id, error, correlation_id)
+                        .await?,
+                ))
             }
             Err(error) => {
                 let limited = matches!(error, LinkedInError::Limit { .. });
@@ -514,22 +494,35 @@ impl<S: EventStore + ?Sized> Sender<S> {
                     account.linkedin.provider(),
                     sent.provider_message_id
                 );
-                self.record_failure(
-                    plan,
-                    account,
-                    slot_id,
-                    SendOutcome::Unknown,
-                    &error,
-                    correlation_id,
-                )
-                .await?;
-                Ok(SendResult::Unknown {
-                    account_id: account.id.clone(),
-                    error,
-                })
+                self.record_unknown(plan, account, slot_id, error, correlation_id)
+                    .await
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Records that nobody knows whether the send arrived (a human decides) and says so.
+    async fn record_unknown(
+        &self,
+        plan: &Plan,
+        account: &SendingAccount,
+        slot_id: Uuid,
+        error: String,
+        correlation_id: Option<Uuid>,
+    ) -> Result<SendResult, SendError> {
+        self.record_failure(
+            plan,
+            account,
+            slot_id,
+            SendOutcome::Unknown,
+            &error,
+            correlation_id,
+        )
+        .await?;
+        Ok(SendResult::Unknown {
+            account_id: account.id.clone(),
+            error,
+        })
     }
 
     async fn record_failure(
