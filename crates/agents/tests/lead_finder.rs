@@ -308,3 +308,101 @@ async fn sqlite_a_crash_mid_search_is_finished_by_the_rerun() {
 async fn postgres_a_crash_mid_search_is_finished_by_the_rerun(pool: sqlx::PgPool) {
     a_crash_mid_search_is_finished_by_the_rerun(postgres(pool)).await;
 }
+
+/// A human's override is learnt: the next search classifies profiles like the corrected one as
+/// the team did (the rules apply the correction; the LLM would get it as a few-shot example),
+/// and leaves unlike profiles alone.
+async fn corrections_are_applied_to_similar_profiles_on_the_next_run(store: Store) {
+    use salesdept_agents::lead_finder::CorrectionSource;
+    use salesdept_agents::rules::feedback::{SIMILARITY_THRESHOLD, similarity};
+    use salesdept_agents::rules::{Correction, Profile};
+    use salesdept_events::domain::{Classification, LeadCommand};
+
+    let world = World::new(store);
+    let finder = world
+        .finder(RulesOnly, FinderSettings::default())
+        .with_corrections(Arc::clone(&world.store) as Arc<dyn CorrectionSource>, 5);
+    let first = finder.run_search(&world.request(40).await).await.unwrap();
+    let handler = CommandHandler::new(Arc::clone(&world.store));
+    let load = |lead_id: Uuid| {
+        let handler = &handler;
+        async move {
+            handler
+                .load::<LeadState>(&domain::lead_stream(lead_id))
+                .await
+                .unwrap()
+                .state
+        }
+    };
+    // The team corrects the lead whose position is the most common among the first results.
+    let mut by_position: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+    for lead in &first.leads {
+        by_position
+            .entry(load(lead.lead_id).await.position)
+            .or_default()
+            .push(lead.lead_id);
+    }
+    let (_, ids) = by_position.iter().max_by_key(|(_, ids)| ids.len()).unwrap();
+    let corrected = load(ids[0]).await;
+    let previous = corrected.classification.unwrap().0;
+    let target = Classification::ALL
+        .into_iter()
+        .find(|class| *class != previous)
+        .unwrap();
+    let metadata = CommandMetadata::new(Actor::human("ana@team"), world.clock.now());
+    handler
+        .execute::<LeadState>(
+            &domain::lead_stream(ids[0]),
+            &LeadCommand::OverrideClassification {
+                classification: target,
+                reason: Some("they buy booths, they do not talk".into()),
+            },
+            &metadata,
+        )
+        .await
+        .unwrap();
+    let corrections = world.store.latest_corrections(5).await.unwrap();
+    assert_eq!(corrections.len(), 1, "{corrections:?}");
+    assert_eq!(corrections[0].corrected_classification, Some(target));
+    assert_eq!(corrections[0].previous_classification, Some(previous));
+    assert_eq!(corrections[0].position, corrected.position);
+
+    // The next day's search finds new people.
+    world.clock.advance_by(chrono::Duration::days(1));
+    let second = finder.run_search(&world.request(300).await).await.unwrap();
+    let correction: &Correction = &corrections[0];
+    let (mut alike, mut unlike) = (0, 0);
+    for lead in &second.leads {
+        let state = load(lead.lead_id).await;
+        let profile = Profile {
+            position: state.position.clone(),
+            industry: state.industry.clone().unwrap_or_default(),
+            company_size: state.company_size.clone().unwrap_or_default(),
+            ..Profile::default()
+        };
+        let (class, _) = state.classification.unwrap();
+        if similarity(&profile, correction) >= SIMILARITY_THRESHOLD {
+            alike += 1;
+            assert_eq!(class, target, "{} follows the correction", state.position);
+            assert!(lead.confidence.value() >= 0.8);
+        } else {
+            unlike += 1;
+        }
+    }
+    assert!(
+        alike > 0,
+        "the second search met a profile like the corrected one"
+    );
+    assert!(unlike > 0);
+}
+
+#[tokio::test]
+async fn sqlite_corrections_are_applied_to_similar_profiles_on_the_next_run() {
+    let (_directory, store) = sqlite_store().await;
+    corrections_are_applied_to_similar_profiles_on_the_next_run(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_corrections_are_applied_to_similar_profiles_on_the_next_run(pool: sqlx::PgPool) {
+    corrections_are_applied_to_similar_profiles_on_the_next_run(postgres(pool)).await;
+}

@@ -14,6 +14,8 @@
 //! the confidence threshold waits in the human review queue (both are read off the events by
 //! the Sales Manager and the review queue). At most `max_leads_per_day` new leads per search.
 
+pub mod feedback;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -31,9 +33,11 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::linkedin::{LinkedInError, LinkedInPort, ProviderProfile, SearchCriteria};
-use crate::llm::answers::{ProfileAssessment, classify_profile_task};
+use crate::llm::answers::{ProfileAssessment, classify_profile_task_with_corrections};
 use crate::llm::{AgentName, LlmAlert, LlmError, LlmPort};
-use crate::rules::{Profile, assess_profile};
+use crate::rules::{Correction, Profile, apply_corrections, assess_profile};
+
+pub use feedback::CorrectionSource;
 
 /// The actor name of the Lead Finder's events.
 pub const LEAD_FINDER: &str = "lead_finder";
@@ -109,6 +113,8 @@ pub struct LeadFinder<S: EventStore + ?Sized, L: LlmPort> {
     llm: Arc<L>,
     clock: Arc<dyn Clock>,
     settings: FinderSettings,
+    /// Where the team's latest corrections come from, and how many to use.
+    corrections: Option<(Arc<dyn CorrectionSource>, usize)>,
 }
 
 impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
@@ -125,7 +131,15 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
             llm,
             clock,
             settings,
+            corrections: None,
         }
+    }
+
+    /// Learns from the team: each run reads the latest `limit` classification corrections
+    /// (few-shot examples for the LLM; applied by the rules to similar profiles).
+    pub fn with_corrections(mut self, source: Arc<dyn CorrectionSource>, limit: usize) -> Self {
+        self.corrections = Some((source, limit));
+        self
     }
 
     fn metadata(&self, cause: &RecordedEvent, correlation_id: Uuid, step: &str) -> CommandMetadata {
@@ -165,6 +179,10 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
             locations: search.criteria.locations.clone(),
             limit: search.criteria.limit,
         };
+        let corrections = match &self.corrections {
+            Some((source, limit)) => source.latest_corrections(*limit).await?,
+            None => Vec::new(),
+        };
         let profiles = self.linkedin.search_profiles(&criteria).await?;
         outcome.profiles_found = u32::try_from(profiles.len()).unwrap_or(u32::MAX);
         // The daily cycle's correlation: the request's own.
@@ -174,7 +192,10 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
                 outcome.over_cap += 1;
                 continue;
             }
-            match self.intake(request, search.search_id, profile).await {
+            match self
+                .intake(request, search.search_id, profile, &corrections)
+                .await
+            {
                 Ok(Intake::New(lead)) => outcome.leads.push(lead),
                 Ok(Intake::Duplicate) => outcome.duplicates += 1,
                 Err(error) => {
@@ -212,6 +233,7 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
         request: &RecordedEvent,
         search_id: Uuid,
         profile: &ProviderProfile,
+        corrections: &[Correction],
     ) -> Result<Intake, FinderError> {
         let url = profile.profile_url.clone();
         let lead_id = step_event_id(search_id, &url.hash());
@@ -285,11 +307,11 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
         }
 
         let rules_profile = rules_profile(profile, &url);
-        let task = classify_profile_task(&rules_profile);
+        let task = classify_profile_task_with_corrections(&rules_profile, corrections);
         let answer = self
             .llm
             .complete(AgentName::LeadFinder, &task, || {
-                assess_profile(&rules_profile)
+                apply_corrections(&rules_profile, assess_profile(&rules_profile), corrections)
             })
             .await
             .map_err(|error| match error {

@@ -9,6 +9,7 @@
 //!   ([`analyse_reply`]); biased toward DoNotContact.
 //! - [`templates`]: the outreach messages in named variants, personalised only with checked
 //!   facts from the profile ([`draft_message`]).
+//! - [`feedback`]: the team's classification corrections applied to similar profiles.
 //! - [`evaluation`]: accuracy and confusion matrices against labelled examples.
 //! - [`text`]: token and phrase matching with clause-aware negation.
 //!
@@ -16,11 +17,13 @@
 //! passes them as the fallback of `LlmPort::complete`.
 
 pub mod evaluation;
+pub mod feedback;
 pub mod profile;
 pub mod reply;
 pub mod templates;
 pub mod text;
 
+pub use feedback::{Correction, apply_corrections};
 pub use profile::{Profile, assess_profile};
 pub use reply::{ReturnDate, analyse_reply};
 pub use templates::{MessageContext, MessageKind, TemplateVariant, draft_message};
