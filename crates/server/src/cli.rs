@@ -46,6 +46,34 @@ pub enum Command {
     Replay(ReplayCommand),
     /// History from the log: events in a time range, one lead's history, time travel.
     Audit(AuditArgs),
+    /// Import an exported prospect list (LinkedIn, Sales Navigator, Dripify, Clay, Apollo…
+    /// CSV): every valid row becomes a lead once, classified and scored.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The CSV file (comma- or semicolon-separated, a header line naming the columns).
+    pub file: PathBuf,
+    /// Where the file came from (recorded on each lead as its import format).
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// Import the valid rows even when others are rejected (by default a file with a
+    /// rejected row imports nothing).
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Read and check the file, print the report, store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Classify with the rules engine even when an LLM is configured.
+    #[arg(long)]
+    pub rules: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Who imports: human:NAME (default: the OS user).
+    #[arg(long)]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,6 +32,7 @@ use salesdept_events::{Actor, EventStore, RecordedEvent, StoreError, step_event_
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::linkedin::csv_import::ImportPlan;
 use crate::linkedin::{LinkedInError, LinkedInPort, ProviderProfile, SearchCriteria};
 use crate::llm::answers::{ProfileAssessment, classify_profile_task_with_corrections};
 use crate::llm::{AgentName, LlmAlert, LlmError, LlmPort};
@@ -94,6 +95,26 @@ pub struct SearchOutcome {
     pub already_completed: bool,
 }
 
+/// What an import did, row by row (by the file's line numbers).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportOutcome {
+    pub import_id: Uuid,
+    /// The rows that are leads now (including those a previous run of the same file made).
+    pub leads: Vec<(u64, FoundLead)>,
+    /// Rows whose profile was already a lead before this file.
+    pub already_leads: Vec<u64>,
+    /// Rows that could not be taken in, with why (no personal data).
+    pub failed: Vec<(u64, String)>,
+}
+
+/// The id of an import: derived from the file's bytes, so the same file imported again (after
+/// a crash, or by mistake) is recognised and makes no new leads.
+pub fn import_id(bytes: &[u8]) -> Uuid {
+    use sha2::{Digest, Sha256};
+    const NAMESPACE: Uuid = Uuid::from_u128(0x7a1f_3c2e_9b4d_4e8a_a6c1_5d0f_2b3e_8c91);
+    Uuid::new_v5(&NAMESPACE, &Sha256::digest(bytes))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FinderError {
     #[error(transparent)]
@@ -102,6 +123,8 @@ pub enum FinderError {
     Command(#[from] CommandError),
     #[error("the search could not be run: {0}")]
     Provider(#[from] LinkedInError),
+    #[error("this Lead Finder imports files only: it has no LinkedIn account to search with")]
+    NoLinkedIn,
     #[error("event {0} is not a search request")]
     NotASearchRequest(Uuid),
 }
@@ -109,7 +132,8 @@ pub enum FinderError {
 /// The Lead Finder.
 pub struct LeadFinder<S: EventStore + ?Sized, L: LlmPort> {
     handler: CommandHandler<S>,
-    linkedin: Arc<dyn LinkedInPort>,
+    /// None for an importer, which reads files, not LinkedIn.
+    linkedin: Option<Arc<dyn LinkedInPort>>,
     llm: Arc<L>,
     clock: Arc<dyn Clock>,
     settings: FinderSettings,
@@ -127,7 +151,24 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
     ) -> Self {
         Self {
             handler: CommandHandler::new(store).with_max_attempts(8),
-            linkedin,
+            linkedin: Some(linkedin),
+            llm,
+            clock,
+            settings,
+            corrections: None,
+        }
+    }
+
+    /// A Lead Finder that only imports files ([`Self::import`]); it cannot run searches.
+    pub fn importer(
+        store: Arc<S>,
+        llm: Arc<L>,
+        clock: Arc<dyn Clock>,
+        settings: FinderSettings,
+    ) -> Self {
+        Self {
+            handler: CommandHandler::new(store).with_max_attempts(8),
+            linkedin: None,
             llm,
             clock,
             settings,
@@ -143,8 +184,22 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
     }
 
     fn metadata(&self, cause: &RecordedEvent, correlation_id: Uuid, step: &str) -> CommandMetadata {
-        let mut metadata = CommandMetadata::caused_by(cause, Actor::agent(LEAD_FINDER), self.now())
-            .with_step(cause.event_id, step.to_owned());
+        self.cause_metadata(&Cause::Event(cause), correlation_id, step)
+    }
+
+    fn cause_metadata(
+        &self,
+        cause: &Cause<'_>,
+        correlation_id: Uuid,
+        step: &str,
+    ) -> CommandMetadata {
+        let mut metadata = match cause {
+            Cause::Event(event) => {
+                CommandMetadata::caused_by(event, Actor::agent(LEAD_FINDER), self.now())
+            }
+            Cause::Import { actor, .. } => CommandMetadata::new(actor.clone(), self.now()),
+        }
+        .with_step(cause.id(), step.to_owned());
         metadata.correlation_id = Some(correlation_id);
         metadata
     }
@@ -183,7 +238,10 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
             Some((source, limit)) => source.latest_corrections(*limit).await?,
             None => Vec::new(),
         };
-        let profiles = self.linkedin.search_profiles(&criteria).await?;
+        let Some(linkedin) = &self.linkedin else {
+            return Err(FinderError::NoLinkedIn);
+        };
+        let profiles = linkedin.search_profiles(&criteria).await?;
         outcome.profiles_found = u32::try_from(profiles.len()).unwrap_or(u32::MAX);
         // The daily cycle's correlation: the request's own.
         let cycle = request.metadata.correlation_id.unwrap_or(request.event_id);
@@ -192,8 +250,11 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
                 outcome.over_cap += 1;
                 continue;
             }
+            let origin = Origin::Search {
+                search_id: search.search_id,
+            };
             match self
-                .intake(request, search.search_id, profile, &corrections)
+                .intake(&Cause::Event(request), &origin, profile, &corrections)
                 .await
             {
                 Ok(Intake::New(lead)) => outcome.leads.push(lead),
@@ -227,16 +288,79 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
         Ok(outcome)
     }
 
+    /// Imports the accepted rows of an exported prospect list: each becomes a lead once
+    /// (claimed, discovered with source `import`, classified and scored like a search's), and a
+    /// profile that already is a lead is counted as a duplicate. Lead ids derive from the
+    /// import id (see [`import_id`]), so running the same file again after a crash finishes
+    /// what was left and repeats nothing. The daily search cap does not apply.
+    #[tracing::instrument(skip_all, fields(import = %import_id, rows = plan.accepted.len()), err)]
+    pub async fn import(
+        &self,
+        plan: &ImportPlan,
+        import_id: Uuid,
+        format: &str,
+        actor: Actor,
+    ) -> Result<ImportOutcome, FinderError> {
+        let corrections = match &self.corrections {
+            Some((source, limit)) => source.latest_corrections(*limit).await?,
+            None => Vec::new(),
+        };
+        let origin = Origin::Import {
+            import_id,
+            format: format.to_owned(),
+            emails: plan
+                .accepted
+                .iter()
+                .filter_map(|row| {
+                    let email = row.email.clone()?;
+                    Some((row.profile_url.as_str().to_owned(), email))
+                })
+                .collect(),
+        };
+        let cause = Cause::Import { import_id, actor };
+        let mut outcome = ImportOutcome {
+            import_id,
+            ..ImportOutcome::default()
+        };
+        for row in &plan.accepted {
+            let profile = ProviderProfile {
+                provider_id: String::new(),
+                name: row.name.clone(),
+                position: row.position.clone(),
+                company: row.company.clone(),
+                company_size: row.company_size.clone(),
+                industry: row.industry.clone(),
+                location: row.location.clone(),
+                about: row.about.clone(),
+                recent_activity: None,
+                profile_url: row.profile_url.clone(),
+                is_connection: false,
+            };
+            match self.intake(&cause, &origin, &profile, &corrections).await {
+                Ok(Intake::New(lead)) => outcome.leads.push((row.line, lead)),
+                Ok(Intake::Duplicate) => outcome.already_leads.push(row.line),
+                // The domain refused this row (e.g. a lead forgotten under that URL): the
+                // row is reported, the others go on. A store failure stops the import; the
+                // same file run again finishes it.
+                Err(FinderError::Command(CommandError::Rejected(why))) => {
+                    outcome.failed.push((row.line, why.to_string()));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Takes one profile in: claim, discover, classify and score.
     async fn intake(
         &self,
-        request: &RecordedEvent,
-        search_id: Uuid,
+        cause: &Cause<'_>,
+        origin: &Origin,
         profile: &ProviderProfile,
         corrections: &[Correction],
     ) -> Result<Intake, FinderError> {
         let url = profile.profile_url.clone();
-        let lead_id = step_event_id(search_id, &url.hash());
+        let lead_id = step_event_id(origin.id(), &url.hash());
         let step = |name: &str| format!("{name}:{}", url.hash());
         let claim = ReserveUrl {
             lead_id,
@@ -247,7 +371,7 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
             .execute::<UrlReservation>(
                 &url_stream(&url),
                 &claim,
-                &self.metadata(request, lead_id, &step("reserve_url")),
+                &self.cause_metadata(cause, lead_id, &step("reserve_url")),
             )
             .await
         {
@@ -267,14 +391,15 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
             company_size: profile.company_size.clone(),
             industry: profile.industry.clone(),
             is_connection: profile.is_connection,
-            source: LeadSource::Search,
-            search_id: Some(search_id),
-            import_format: None,
+            source: origin.source(),
+            search_id: origin.search_id(),
+            import_format: origin.import_format(),
             profile: Pii {
                 headline: profile.position.clone(),
                 about: profile.about.clone(),
                 location: profile.location.clone(),
                 recent_activity: profile.recent_activity.clone(),
+                email: profile_email(origin, &url),
                 ..Pii::default()
             },
         });
@@ -283,7 +408,7 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
             .execute::<LeadState>(
                 &lead,
                 &discover,
-                &self.metadata(request, lead_id, &step("discover")),
+                &self.cause_metadata(cause, lead_id, &step("discover")),
             )
             .await
         {
@@ -319,18 +444,18 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
                 LlmError::InvalidTask(why) => FinderError::Store(StoreError::InvalidAppend(why)),
             })?;
         for alert in &answer.alerts {
-            self.raise_alert(request, alert).await?;
+            self.raise_alert_for(cause, alert).await?;
         }
         let assessment: ProfileAssessment = answer.value;
         let by_rules = matches!(answer.source, crate::llm::AnswerSource::Fallback(_));
-        let mut classify_metadata = self.metadata(request, lead_id, &step("classify"));
+        let mut classify_metadata = self.cause_metadata(cause, lead_id, &step("classify"));
         classify_metadata.llm = answer.usage.clone();
         let classify = LeadCommand::Classify {
             classification: assessment.classification,
             confidence: assessment.confidence,
             rationale: Some(assessment.rationale.clone()),
         };
-        let mut score_metadata = self.metadata(request, lead_id, &step("score"));
+        let mut score_metadata = self.cause_metadata(cause, lead_id, &step("score"));
         score_metadata.llm = answer.usage;
         let score = LeadCommand::Score {
             score: assessment.quality_score,
@@ -376,9 +501,9 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
         }
     }
 
-    async fn raise_alert(
+    async fn raise_alert_for(
         &self,
-        cause: &RecordedEvent,
+        cause: &Cause<'_>,
         alert: &LlmAlert,
     ) -> Result<(), FinderError> {
         let command = DepartmentCommand::RaiseAlert {
@@ -388,14 +513,13 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
             severity: AlertSeverity::Warning,
             message: alert.message.clone(),
         };
-        let correlation = cause.metadata.correlation_id.unwrap_or(cause.event_id);
         let step = format!("alert:{}:{}", alert.metric, alert.date);
         match self
             .handler
             .execute::<DepartmentState>(
                 DEPARTMENT_STREAM,
                 &command,
-                &self.metadata(cause, correlation, &step),
+                &self.cause_metadata(cause, cause.correlation(), &step),
             )
             .await
         {
@@ -434,6 +558,79 @@ impl<S: EventStore + ?Sized, L: LlmPort> LeadFinder<S, L> {
 enum Intake {
     New(FoundLead),
     Duplicate,
+}
+
+/// What a step of an intake was caused by: a recorded request (a search), or an import a
+/// person started (whose id is derived from the file, so a rerun finds its own steps).
+enum Cause<'a> {
+    Event(&'a RecordedEvent),
+    Import { import_id: Uuid, actor: Actor },
+}
+
+impl Cause<'_> {
+    fn id(&self) -> Uuid {
+        match self {
+            Self::Event(event) => event.event_id,
+            Self::Import { import_id, .. } => *import_id,
+        }
+    }
+
+    fn correlation(&self) -> Uuid {
+        match self {
+            Self::Event(event) => event.metadata.correlation_id.unwrap_or(event.event_id),
+            Self::Import { import_id, .. } => *import_id,
+        }
+    }
+}
+
+/// Where a profile came from: a search, or a row of an imported file (with its e-mail).
+enum Origin {
+    Search {
+        search_id: Uuid,
+    },
+    Import {
+        import_id: Uuid,
+        format: String,
+        emails: std::collections::HashMap<String, String>,
+    },
+}
+
+impl Origin {
+    /// Lead ids are derived from this and the URL.
+    fn id(&self) -> Uuid {
+        match self {
+            Self::Search { search_id } => *search_id,
+            Self::Import { import_id, .. } => *import_id,
+        }
+    }
+
+    fn source(&self) -> LeadSource {
+        match self {
+            Self::Search { .. } => LeadSource::Search,
+            Self::Import { .. } => LeadSource::Import,
+        }
+    }
+
+    fn search_id(&self) -> Option<Uuid> {
+        match self {
+            Self::Search { search_id } => Some(*search_id),
+            Self::Import { .. } => None,
+        }
+    }
+
+    fn import_format(&self) -> Option<String> {
+        match self {
+            Self::Search { .. } => None,
+            Self::Import { format, .. } => Some(format.clone()),
+        }
+    }
+}
+
+fn profile_email(origin: &Origin, url: &LinkedInUrl) -> Option<String> {
+    match origin {
+        Origin::Search { .. } => None,
+        Origin::Import { emails, .. } => emails.get(url.as_str()).cloned(),
+    }
 }
 
 /// The rules engine's (and the LLM's) view of a provider profile.

@@ -25,7 +25,7 @@ use salesdept_agents::rules::{self, Profile};
 use salesdept_events::domain::{Classification, Intent, Sentiment};
 use serde_json::{Map, Value, json};
 
-use crate::cli::{ClassifyCommand, ClassifyFileArgs, GlobalArgs};
+use crate::cli::{ClassifyCommand, GlobalArgs};
 use crate::config::{load_agents, load_llm};
 use crate::database::open_store;
 
@@ -58,7 +58,7 @@ pub async fn run(global: &GlobalArgs, command: &ClassifyCommand) -> anyhow::Resu
         ClassifyCommand::Replies(args) => (Input::Replies, args),
     };
     let lines = read_lines(&args.file)?;
-    match chain(global, input, args)? {
+    match llm_chain(global, input.agent(), args.rules)? {
         None => {
             eprintln!("classify: {} with the rules engine", input.noun());
             classify_all(&RulesOnly, input, &lines).await
@@ -79,17 +79,18 @@ pub async fn run(global: &GlobalArgs, command: &ClassifyCommand) -> anyhow::Resu
     }
 }
 
-/// The LLM configuration to use, or None for the rules engine.
-fn chain(
+/// The LLM configuration an agent is configured with, or None for the rules engine (also
+/// when `rules_only`).
+pub(crate) fn llm_chain(
     global: &GlobalArgs,
-    input: Input,
-    args: &ClassifyFileArgs,
+    agent: AgentName,
+    rules_only: bool,
 ) -> anyhow::Result<Option<salesdept_agents::llm::LlmConfig>> {
-    if args.rules {
+    if rules_only {
         return Ok(None);
     }
     let agents = load_agents(&global.config)?;
-    let provider = match input.agent() {
+    let provider = match agent {
         AgentName::LeadFinder => &agents.lead_finder.llm_provider,
         AgentName::Outreach => &agents.outreach.llm_provider,
         AgentName::SalesManager => &agents.sales_manager.llm_provider,
@@ -101,7 +102,7 @@ fn chain(
         bail!(
             "{}: {}.llm_provider is {provider:?}, but there is no {} (use --rules for the rules engine)",
             global.config.join("agents.yaml").display(),
-            input.agent(),
+            agent,
             global.config.join("llm.yaml").display()
         );
     };
@@ -109,7 +110,7 @@ fn chain(
         bail!(
             "{}: {}.llm_provider {provider:?} is not a provider of {}",
             global.config.join("agents.yaml").display(),
-            input.agent(),
+            agent,
             global.config.join("llm.yaml").display()
         );
     }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod classify;
 pub mod config;
 pub mod forget;
+pub mod import;
 pub mod log;
 pub mod migrate;
 pub mod replay;
