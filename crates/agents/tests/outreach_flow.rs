@@ -1082,6 +1082,18 @@ async fn malformed_llm_answers_fall_back_to_the_templates(store: Store) {
         !server.received_requests().await.unwrap().is_empty(),
         "the model was asked first"
     );
+    // The manager is told the chain failed (one alert a day for the metric).
+    let alerts: Vec<_> = world
+        .department()
+        .await
+        .into_iter()
+        .filter_map(|event| match event {
+            DepartmentEvent::PerformanceAlert(alert) => Some(alert),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].metric, "llm_chain_failed");
     // The reply analysis falls back to the rules too.
     let tick = world.tick(lead_id).await;
     assert_eq!(tick.messages_sent, 1);
@@ -1104,4 +1116,54 @@ async fn sqlite_malformed_llm_answers_fall_back_to_the_templates() {
 #[sqlx::test(migrations = "../../migrations/postgres")]
 async fn postgres_malformed_llm_answers_fall_back_to_the_templates(pool: sqlx::PgPool) {
     malformed_llm_answers_fall_back_to_the_templates(postgres(pool)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Once the account's monthly note quota is spent, invitations go without a note.
+
+async fn invitations_lose_their_note_past_the_monthly_quota(store: Store) {
+    let world = World::with_llm(
+        store,
+        Arc::new(RulesOnly),
+        OutreachSettings {
+            monthly_note_quota: Some(1),
+            ..OutreachSettings::default()
+        },
+    );
+    let first = world.allocated_lead("quota-1", false, 0.9).await;
+    let tick = world.tick(first).await;
+    assert_eq!(tick.invitations_sent, 1, "{tick:?}");
+    let second = world.allocated_lead("quota-2", false, 0.9).await;
+    world.advance_by(Duration::minutes(20));
+    let tick = world.tick(second).await;
+    assert_eq!(tick.invitations_sent, 1, "{tick:?}");
+    let delivered = world.linkedin.delivered();
+    assert_eq!(delivered.len(), 2);
+    assert!(
+        delivered[0].text.is_some(),
+        "the first invitation has a note"
+    );
+    assert_eq!(delivered[1].text, None, "the quota is spent: no note");
+    // A new month, a new quota.
+    let third = world.allocated_lead("quota-3", false, 0.9).await;
+    world.advance_to("2027-01-05T10:00:00Z".parse().unwrap());
+    let tick = world.tick(third).await;
+    assert!(tick.invitations_sent >= 1, "{tick:?}");
+    let delivered = world.linkedin.delivered();
+    let to_third = delivered
+        .iter()
+        .find(|delivered| delivered.url == profile_url("quota-3"))
+        .unwrap();
+    assert!(to_third.text.is_some(), "January's first note");
+}
+
+#[tokio::test]
+async fn sqlite_invitations_lose_their_note_past_the_monthly_quota() {
+    let (_directory, store) = sqlite_store().await;
+    invitations_lose_their_note_past_the_monthly_quota(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_invitations_lose_their_note_past_the_monthly_quota(pool: sqlx::PgPool) {
+    invitations_lose_their_note_past_the_monthly_quota(postgres(pool)).await;
 }

@@ -214,20 +214,25 @@ impl Index {
             return Ok(());
         }
         let event = LeadEvent::from_recorded(recorded)?;
-        if let LeadEvent::InvitationSent(sent) = &event
-            && sent.pii.message_text.is_some()
-        {
-            *self
-                .notes
-                .entry((
-                    sent.account_id.to_string(),
-                    sent.sent_at.year(),
-                    sent.sent_at.month(),
-                ))
-                .or_default() += 1;
-        }
+        count_note(&mut self.notes, &event);
         tracked.apply(recorded, &event);
         Ok(())
+    }
+}
+
+/// Counts an invitation note against its account's month (each event once: callers fold only
+/// events past the version they hold).
+fn count_note(notes: &mut HashMap<(String, i32, u32), u32>, event: &LeadEvent) {
+    if let LeadEvent::InvitationSent(sent) = event
+        && sent.pii.message_text.is_some()
+    {
+        *notes
+            .entry((
+                sent.account_id.to_string(),
+                sent.sent_at.year(),
+                sent.sent_at.month(),
+            ))
+            .or_default() += 1;
     }
 }
 
@@ -399,11 +404,16 @@ impl<S: EventStore + ?Sized + 'static, L: LlmPort + 'static> OutreachAgent<S, L>
             .read_stream(&lead_stream(lead_id), 1, None)
             .await?;
         let mut tracked = Tracked::default();
+        let mut known_version = 0;
         if let Some(previous) = index.leads.get(&lead_id) {
             tracked.gave_up = previous.gave_up;
+            known_version = previous.version;
         }
         for recorded in &events {
             let event = LeadEvent::from_recorded(recorded)?;
+            if recorded.stream_version > known_version {
+                count_note(&mut index.notes, &event);
+            }
             tracked.apply(recorded, &event);
         }
         index.leads.insert(lead_id, tracked);
