@@ -18,6 +18,19 @@
 //!   configured days after the first message, drafts and sends them when due, and withdraws
 //!   invitations left pending too long. A send the provider refused is tried again after a
 //!   backoff, at most `max_send_attempts` times; then `agent_error` tells the manager.
+//!
+//! Driving it: run [`OutreachAgent::handler`] as the durable subscription
+//! [`OUTREACH_SUBSCRIPTION`]; call [`OutreachAgent::tick`] whenever time moves (a discrete-event
+//! driver jumps to [`OutreachTick::next_due`], or to the next outside event such as an
+//! allocation or a reply) and [`OutreachAgent::check_replies`] every `inbox_interval`. Run the
+//! subscription before the tick when both are due: a fresh allocation is drafted by the handler
+//! (the tick drafts it too if the handler has not, under the same draft id).
+//!
+//! Not done here: an OutOfOffice reply does not reschedule a follow-up, because the lead's
+//! rules refuse every follow-up after any reply (`ReplyReceived`, and status Responded allows
+//! no `SendFollowUp`); the return date is logged. Supporting it needs a change in the lead
+//! domain (an OutOfOffice analysis that resumes the sequence, with a `not_before` for
+//! `ScheduleFollowUp`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -323,11 +336,16 @@ impl<S: EventStore + ?Sized + 'static, L: LlmPort + 'static> OutreachAgent<S, L>
                 let Some(tracked) = index.leads.get(&lead_id) else {
                     break;
                 };
-                let step = next_step(&tracked.state, &self.policy, now);
-                match self
-                    .take_step(&mut index, lead_id, step, now, &mut pass)
-                    .await?
-                {
+                // Most leads wait: answer those without copying their state.
+                let progress = match next_step(&tracked.state, &self.policy, now) {
+                    Step::Idle => Progress::Done,
+                    Step::Wait { until } => Progress::DueAt(until),
+                    step => {
+                        self.take_step(&mut index, lead_id, step, now, &mut pass)
+                            .await?
+                    }
+                };
+                match progress {
                     Progress::Again => continue,
                     Progress::Done => break,
                     Progress::DueAt(at) => {
