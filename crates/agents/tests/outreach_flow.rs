@@ -77,6 +77,8 @@ struct Script {
     replies: Vec<Reply>,
     /// The next sends fail with a transient error (nothing reached the provider).
     failing_sends: u32,
+    /// The process dies right after the next delivery, before its answer is read.
+    die_after_delivery: bool,
 }
 
 struct ScriptedLinkedIn {
@@ -121,6 +123,10 @@ impl ScriptedLinkedIn {
         });
     }
 
+    fn die_after_next_delivery(&self) {
+        self.script.lock().unwrap().die_after_delivery = true;
+    }
+
     fn fail_sends(&self, count: u32) {
         self.script.lock().unwrap().failing_sends = count;
     }
@@ -153,6 +159,11 @@ impl ScriptedLinkedIn {
             at: self.clock.now(),
         });
         script.by_key.insert(key.as_uuid(), sent.clone());
+        let die = std::mem::take(&mut script.die_after_delivery);
+        drop(script);
+        if die {
+            panic!("the process dies between the provider call and its record");
+        }
         Ok(sent)
     }
 }
@@ -1166,4 +1177,52 @@ async fn sqlite_invitations_lose_their_note_past_the_monthly_quota() {
 #[sqlx::test(migrations = "../../migrations/postgres")]
 async fn postgres_invitations_lose_their_note_past_the_monthly_quota(pool: sqlx::PgPool) {
     invitations_lose_their_note_past_the_monthly_quota(postgres(pool)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A crash between the provider call and its record: the next process reconciles, never resends.
+
+async fn a_crash_mid_send_is_reconciled_by_the_next_process(store: Store) {
+    let mut world = World::new(store);
+    let lead_id = world.allocated_lead("crash", true, 0.9).await;
+    world.settle(lead_id).await;
+    world.linkedin.die_after_next_delivery();
+    let agent = Arc::clone(&world.agent);
+    let crashed = tokio::spawn(async move { agent.tick().await }).await;
+    assert!(crashed.is_err(), "the first process died");
+    assert_eq!(
+        world.linkedin.delivered().len(),
+        1,
+        "the message reached the provider"
+    );
+    assert!(
+        !world
+            .event_types(lead_id)
+            .await
+            .contains(&"message_sent".to_owned()),
+        "but was not recorded"
+    );
+
+    world.restart("outreach-after-crash");
+    world.advance_by(Duration::minutes(20));
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.messages_sent, 1, "recorded as sent: {tick:?}");
+    assert_eq!(world.linkedin.delivered().len(), 1, "and not sent again");
+    let lead = world.lead(lead_id).await;
+    assert_eq!(lead.status, LeadStatus::Sent);
+    assert!(lead.scheduled_follow_up.is_some());
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.messages_sent, 0, "{tick:?}");
+    assert_eq!(world.linkedin.delivered().len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_a_crash_mid_send_is_reconciled_by_the_next_process() {
+    let (_directory, store) = sqlite_store().await;
+    a_crash_mid_send_is_reconciled_by_the_next_process(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_a_crash_mid_send_is_reconciled_by_the_next_process(pool: sqlx::PgPool) {
+    a_crash_mid_send_is_reconciled_by_the_next_process(postgres(pool)).await;
 }
