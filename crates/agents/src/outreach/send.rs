@@ -215,7 +215,10 @@ impl<S: EventStore + ?Sized> Sender<S> {
                 limits: account.limits.clone(),
             }
             .into();
-            let metadata = self.metadata(correlation_id, plan.intent, "reserve_slot");
+            // Named by the slot (the intent, the account and the attempt): a retry after a
+            // recorded failure reserves a new slot under a new event id, while a crashed
+            // attempt's retry finds its own reservation again.
+            let metadata = self.metadata(correlation_id, slot_id, "reserve_slot");
             match self
                 .handler
                 .execute::<AccountState>(&account_stream(&account.id), &reserve, &metadata)
