@@ -1,7 +1,7 @@
 //! The `department` stream: the Sales Manager's strategy, performance alerts, agent errors and
 //! the daily reports. Nothing personal is written here: leads are referred to by id.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,10 @@ pub struct StrategyUpdate {
     pub min_quality_score: QualityScore,
     #[serde(default)]
     pub rationale: String,
+    /// How often each template variant (e.g. `speaker_a`) should be chosen, relative to the
+    /// others; empty means "no preference". Read by Outreach to pick a variant.
+    #[serde(default)]
+    pub variant_weights: BTreeMap<String, f64>,
 }
 
 /// How bad an alert is.
@@ -114,6 +118,8 @@ pub enum DepartmentCommand {
         rationale: String,
         /// How many first contacts the accounts can make per day, all caps considered.
         sending_capacity: u32,
+        /// Template variant → relative weight (finite, not negative).
+        variant_weights: BTreeMap<String, f64>,
     },
     RaiseAlert {
         metric: String,
@@ -175,7 +181,15 @@ impl Aggregate for DepartmentState {
                 min_quality_score,
                 rationale,
                 sending_capacity,
+                variant_weights,
             } => {
+                if let Some((variant, weight)) = variant_weights.iter().find(|(variant, weight)| {
+                    variant.trim().is_empty() || !weight.is_finite() || **weight < 0.0
+                }) {
+                    return Err(DomainError::InvalidCommand(format!(
+                        "the weight {weight} of variant {variant:?} must be a finite number, not negative"
+                    )));
+                }
                 if !(0.0..=1.0).contains(speaker_share) {
                     return Err(DomainError::InvalidCommand(format!(
                         "the speaker share {speaker_share} must be between 0 and 1"
@@ -203,6 +217,7 @@ impl Aggregate for DepartmentState {
                         daily_allocation: *daily_allocation,
                         min_quality_score: *min_quality_score,
                         rationale: rationale.clone(),
+                        variant_weights: variant_weights.clone(),
                     }
                     .into(),
                 ])
@@ -293,6 +308,7 @@ mod tests {
             min_quality_score: QualityScore::parse(7.0).unwrap(),
             rationale: "speakers reply more".into(),
             sending_capacity: capacity,
+            variant_weights: BTreeMap::new(),
         }
     }
 
@@ -303,6 +319,7 @@ mod tests {
             daily_allocation: allocation,
             min_quality_score: QualityScore::parse(7.0).unwrap(),
             rationale: "speakers reply more".into(),
+            variant_weights: BTreeMap::new(),
         }
         .into()
     }
@@ -359,6 +376,44 @@ mod tests {
             let error = given::<DepartmentState>([]).when(command).then_err();
             assert!(matches!(error, DomainError::InvalidCommand(_)), "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_strategy_carries_variant_weights_and_rejects_bad_ones() {
+        let weights = BTreeMap::from([("speaker_a".to_string(), 0.7), ("speaker_b".into(), 0.3)]);
+        let command = |weights: BTreeMap<String, f64>| DepartmentCommand::UpdateStrategy {
+            speaker_share: 0.6,
+            daily_allocation: 40,
+            min_quality_score: QualityScore::parse(7.0).unwrap(),
+            rationale: "speakers reply more".into(),
+            sending_capacity: 45,
+            variant_weights: weights,
+        };
+        given::<DepartmentState>([])
+            .when(command(weights.clone()))
+            .then([StrategyUpdate {
+                version: 1,
+                speaker_share: 0.6,
+                daily_allocation: 40,
+                min_quality_score: QualityScore::parse(7.0).unwrap(),
+                rationale: "speakers reply more".into(),
+                variant_weights: weights,
+            }
+            .into()]);
+        for bad in [
+            BTreeMap::from([("speaker_a".to_string(), -0.1)]),
+            BTreeMap::from([("speaker_a".to_string(), f64::INFINITY)]),
+            BTreeMap::from([(" ".to_string(), 1.0)]),
+        ] {
+            let error = given::<DepartmentState>([]).when(command(bad)).then_err();
+            assert!(matches!(error, DomainError::InvalidCommand(_)), "{error:?}");
+        }
+        // Events written before the field existed still read.
+        let old: StrategyUpdate = serde_json::from_value(serde_json::json!({
+            "version": 1, "speaker_share": 0.6, "daily_allocation": 40, "min_quality_score": 7.0
+        }))
+        .unwrap();
+        assert!(old.variant_weights.is_empty());
     }
 
     #[test]
