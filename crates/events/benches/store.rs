@@ -276,9 +276,10 @@ fn connect_for_lag(server: &str, database: &str) -> PgConnectOptions {
         .database(database)
 }
 
-/// Records when each event reached the handler.
+/// Records when each append returned and when each event reached the handler; the lags are
+/// paired up afterwards, so an event the handler saw before its writer's task resumed counts too.
 struct LagRecorder {
-    lags: std::sync::Mutex<Vec<Duration>>,
+    seen_at: std::sync::Mutex<std::collections::HashMap<Uuid, Instant>>,
     sent_at: std::sync::Mutex<std::collections::HashMap<Uuid, Instant>>,
 }
 
@@ -289,13 +290,11 @@ impl salesdept_events::Handler for LagRecorder {
         event: &salesdept_events::RecordedEvent,
         _: &mut salesdept_events::HandlerContext,
     ) -> Result<(), salesdept_events::HandlerError> {
-        let now = Instant::now();
-        if let Some(sent) = self.sent_at.lock().unwrap().get(&event.event_id) {
-            self.lags
-                .lock()
-                .unwrap()
-                .push(now.saturating_duration_since(*sent));
-        }
+        self.seen_at
+            .lock()
+            .unwrap()
+            .entry(event.event_id)
+            .or_insert_with(Instant::now);
         Ok(())
     }
 }
@@ -316,7 +315,7 @@ async fn subscription_lag(writer: &PostgresEventStore, reader_connect: PgConnect
     .await
     .unwrap();
     let recorder = Arc::new(LagRecorder {
-        lags: Default::default(),
+        seen_at: Default::default(),
         sent_at: Default::default(),
     });
     let reader_store = salesdept_events::Store::Postgres(reader.clone());
@@ -363,14 +362,20 @@ async fn subscription_lag(writer: &PostgresEventStore, reader_connect: PgConnect
     }
     let achieved = (rate * seconds) as f64 / started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while recorder.lags.lock().unwrap().len() < (rate * seconds) as usize
+    while recorder.seen_at.lock().unwrap().len() < (rate * seconds) as usize
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cancel.cancel();
     runner.await.unwrap().unwrap();
-    let mut lags = recorder.lags.lock().unwrap().clone();
+    let mut lags: Vec<Duration> = {
+        let seen = recorder.seen_at.lock().unwrap();
+        let sent = recorder.sent_at.lock().unwrap();
+        sent.iter()
+            .filter_map(|(id, sent)| Some(seen.get(id)?.saturating_duration_since(*sent)))
+            .collect()
+    };
     lags.sort();
     let at = |q: f64| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)];
     println!(

@@ -166,7 +166,7 @@ impl Metadata {
 /// Serialises times as RFC 3339 with microseconds and a `Z`, so stored metadata sorts as text.
 pub mod rfc3339 {
     use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(
         time: &DateTime<Utc>,
@@ -178,10 +178,22 @@ pub mod rfc3339 {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|time| time.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        // Parsed from the borrowed text where the input allows it: no String per timestamp.
+        struct Rfc3339;
+        impl serde::de::Visitor<'_> for Rfc3339 {
+            type Value = DateTime<Utc>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RFC 3339 time")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                DateTime::parse_from_rfc3339(text)
+                    .map(|time| time.with_timezone(&Utc))
+                    .map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Rfc3339)
     }
 }
 

@@ -243,32 +243,49 @@ impl PiiVault {
     /// Opens a sealed `pii` object in place. A forgotten subject reads as
     /// `{"forgotten": true}`; a key that is not cached is an error (the store prefetches).
     pub fn open(&self, data: &mut Value) -> Result<(), StoreError> {
-        let Some(subject) = sealed_subject(data).map(str::to_owned) else {
+        // One lookup of `pii` in the body; the sealed text is borrowed, not copied.
+        let Some(pii) = data.get_mut("pii") else {
             return Ok(());
         };
-        let key = match self.cached(&subject) {
-            Some(DataKey::Live(key)) => key,
-            Some(DataKey::Forgotten) | None => {
-                // No key row at all can only mean it was deleted outside salesdept: unreadable.
-                data["pii"] = json!({ "forgotten": true });
+        let opened = {
+            let Some(fields) = pii.as_object() else {
                 return Ok(());
+            };
+            let (Some(sealed), Some(subject)) = (
+                fields.get("sealed"),
+                fields.get("subject").and_then(Value::as_str),
+            ) else {
+                return Ok(());
+            };
+            match self.cached(subject) {
+                Some(DataKey::Live(key)) => Some(open_sealed(&key, subject, sealed)?),
+                // No key row at all can only mean it was deleted outside salesdept: unreadable.
+                Some(DataKey::Forgotten) | None => None,
             }
         };
-        let refuse =
-            || StoreError::Vault(format!("the personal data of {subject} does not decrypt"));
-        let sealed = data["pii"]["sealed"].as_str().ok_or_else(refuse)?;
-        let bytes = BASE64.decode(sealed).map_err(|_| refuse())?;
-        if bytes.len() < 12 {
-            return Err(refuse());
-        }
-        let (nonce, ciphertext) = bytes.split_at(12);
-        let nonce = Nonce::try_from(nonce).map_err(|_| refuse())?;
-        let plaintext = ChaCha20Poly1305::new(&key)
-            .decrypt(&nonce, ciphertext)
-            .map_err(|_| refuse())?;
-        data["pii"] = serde_json::from_slice(&plaintext).map_err(|_| refuse())?;
+        *pii = opened.unwrap_or_else(|| json!({ "forgotten": true }));
         Ok(())
     }
+}
+
+/// Decrypts one sealed `pii` text (base64 of nonce ‖ ciphertext) into its JSON object.
+fn open_sealed(
+    key: &Key<ChaCha20Poly1305>,
+    subject: &str,
+    sealed: &Value,
+) -> Result<Value, StoreError> {
+    let refuse = || StoreError::Vault(format!("the personal data of {subject} does not decrypt"));
+    let sealed = sealed.as_str().ok_or_else(refuse)?;
+    let bytes = BASE64.decode(sealed).map_err(|_| refuse())?;
+    if bytes.len() < 12 {
+        return Err(refuse());
+    }
+    let (nonce, ciphertext) = bytes.split_at(12);
+    let nonce = Nonce::try_from(nonce).map_err(|_| refuse())?;
+    let plaintext = ChaCha20Poly1305::new(key)
+        .decrypt(&nonce, ciphertext)
+        .map_err(|_| refuse())?;
+    serde_json::from_slice(&plaintext).map_err(|_| refuse())
 }
 
 #[cfg(test)]

@@ -16,12 +16,18 @@ type UpcastFn = Arc<dyn Fn(Value) -> Result<Value, String> + Send + Sync>;
 /// `v + 1`; reading applies them in a chain until no upcaster is registered.
 #[derive(Clone, Default)]
 pub struct Upcasters {
-    steps: HashMap<(String, i32), UpcastFn>,
+    /// By event type, then by the version a step reads: looked up by `&str` on every read, so
+    /// an event whose type has no upcaster costs one hash lookup and no allocation.
+    steps: HashMap<String, HashMap<i32, UpcastFn>>,
 }
 
 impl fmt::Debug for Upcasters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut keys: Vec<_> = self.steps.keys().collect();
+        let mut keys: Vec<(&String, &i32)> = self
+            .steps
+            .iter()
+            .flat_map(|(event_type, steps)| steps.keys().map(move |version| (event_type, version)))
+            .collect();
         keys.sort();
         f.debug_struct("Upcasters").field("steps", &keys).finish()
     }
@@ -40,13 +46,17 @@ impl Upcasters {
         step: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
     ) -> Self {
         self.steps
-            .insert((event_type.to_owned(), from_version), Arc::new(step));
+            .entry(event_type.to_owned())
+            .or_default()
+            .insert(from_version, Arc::new(step));
         self
     }
 
     /// Merges another registry into this one.
     pub fn merge(mut self, other: Upcasters) -> Self {
-        self.steps.extend(other.steps);
+        for (event_type, steps) in other.steps {
+            self.steps.entry(event_type).or_default().extend(steps);
+        }
         self
     }
 
@@ -56,13 +66,10 @@ impl Upcasters {
 
     /// Brings the event's body to the newest schema version known.
     pub fn upcast(&self, event: &mut RecordedEvent) -> Result<(), StoreError> {
-        if self.steps.is_empty() {
+        let Some(steps) = self.steps.get(event.event_type.as_str()) else {
             return Ok(());
-        }
-        while let Some(step) = self
-            .steps
-            .get(&(event.event_type.clone(), event.schema_version))
-        {
+        };
+        while let Some(step) = steps.get(&event.schema_version) {
             let data = std::mem::take(&mut event.data);
             event.data = step(data).map_err(|message| StoreError::Upcast {
                 event_type: event.event_type.clone(),

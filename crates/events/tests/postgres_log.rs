@@ -305,3 +305,149 @@ async fn a_late_commit_is_delivered_after_a_checkpoint(pool: PgPool) {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].stream_id, "early");
 }
+
+/// Every read decodes the `xid8` column in binary; the ids must be the server's own, as its
+/// text form shows them, on every read path.
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn transaction_ids_read_back_as_the_server_shows_them(pool: PgPool) {
+    let store = Store::Postgres(PostgresEventStore::from_pool(
+        pool.clone(),
+        Upcasters::new(),
+    ));
+    for n in 0..3 {
+        store
+            .append("xids", ExpectedVersion::Any, vec![event(0, n)])
+            .await
+            .unwrap();
+    }
+    let events = read_until(&store, |events| events.len() == 3).await;
+    assert_eq!(events.len(), 3);
+    let by_stream = store.read_stream("xids", 1, None).await.unwrap();
+    for (read, streamed) in events.iter().zip(&by_stream) {
+        let server: i64 = sqlx::query_scalar(
+            "SELECT transaction_id::text::bigint FROM events WHERE global_position = $1",
+        )
+        .bind(read.global_position)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(server > 0);
+        assert_eq!(read.transaction_id, server);
+        assert_eq!(streamed.transaction_id, server);
+    }
+    // Three appends are three transactions, in order.
+    assert!(
+        events
+            .windows(2)
+            .all(|pair| pair[0].checkpoint() < pair[1].checkpoint())
+    );
+    // Resuming from the second event's checkpoint gives exactly the third.
+    let rest = store.read_all(events[1].checkpoint(), 10).await.unwrap();
+    assert_eq!(rest, events[2..].to_vec());
+}
+
+/// A running subscription on another store (its own pool, woken by LISTEN as another process
+/// would be) handles an event long before its poll interval, and its checkpoint (committed in
+/// one statement) is stored and fenced by its lease.
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn a_notify_wakes_a_subscription_long_before_its_poll(
+    pool_options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let writer_pool = pool_options
+        .clone()
+        .connect_with(connect.clone())
+        .await
+        .unwrap();
+    let writer = Store::Postgres(PostgresEventStore::from_pool(writer_pool, Upcasters::new()));
+    let reader_pool = pool_options.connect_with(connect).await.unwrap();
+    let reader = Store::Postgres(PostgresEventStore::from_pool(reader_pool, Upcasters::new()));
+    let collector = Arc::new(Collector::default());
+    let poll_interval = Duration::from_secs(60);
+    let subscription = Arc::new(
+        Subscription::new("woken", reader.clone(), collector.clone()).with_options(
+            SubscriptionOptions {
+                poll_interval,
+                ..SubscriptionOptions::default()
+            },
+        ),
+    );
+    subscription.catch_up().await.unwrap();
+    let cancel = CancellationToken::new();
+    let runner = {
+        let (subscription, cancel) = (subscription.clone(), cancel.clone());
+        tokio::spawn(async move { subscription.run(cancel).await })
+    };
+    // Let the runner reach its idle wait (the first re-polls back off within a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let appended = tokio::time::Instant::now();
+    writer
+        .append("woken-stream", ExpectedVersion::NoStream, vec![event(0, 0)])
+        .await
+        .unwrap();
+    while collector.seen.lock().unwrap().is_empty() && appended.elapsed() < poll_interval / 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waited = appended.elapsed();
+    assert!(
+        waited < poll_interval / 4,
+        "the subscription waited {waited:?} for an event it was notified of"
+    );
+    let seen = collector.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    // The checkpoint commit follows the handler; wait for it boundedly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = salesdept_events::subscription::stored_checkpoint(&reader, "woken")
+            .await
+            .unwrap();
+        if stored == seen[0].checkpoint() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "checkpoint {stored} never reached {}",
+            seen[0].checkpoint()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    runner.await.unwrap().unwrap();
+    // A runner whose lease was taken over cannot move the checkpoint (the one-statement commit
+    // is fenced by the lease owner like the transactional one).
+    let fenced = Subscription::new("woken", reader.clone(), collector.clone());
+    fenced.catch_up().await.unwrap();
+    let Store::Postgres(pg) = &reader else {
+        unreachable!()
+    };
+    sqlx::query("UPDATE subscriptions SET lease_owner = 'someone-else', lease_expires_at = now() + interval '1 minute' WHERE name = 'woken'")
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    writer
+        .append("woken-stream", ExpectedVersion::Exact(1), vec![event(0, 1)])
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let outcome = loop {
+        match fenced.catch_up().await {
+            Ok(pass) if pass.handled == 0 && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(
+            outcome,
+            Err(salesdept_events::SubscriptionError::LeaseLost { .. })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        salesdept_events::subscription::stored_checkpoint(&reader, "woken")
+            .await
+            .unwrap(),
+        seen[0].checkpoint()
+    );
+}

@@ -344,26 +344,28 @@ async fn upsert_rows(
                  ON CONFLICT (lead_id) DO UPDATE SET {updates} WHERE {table}.version < EXCLUDED.version"
             );
             for chunk in rows.chunks(POSTGRES_UPSERT_CHUNK) {
-                let column = |f: fn(&LeadRow) -> String| chunk.iter().map(|r| f(r)).collect();
+                // The arrays borrow the rows' text: no copy of a string before encoding it.
+                let column =
+                    |f: fn(&LeadRow) -> &str| -> Vec<&str> { chunk.iter().map(|r| f(r)).collect() };
                 let ids: Vec<Uuid> = chunk.iter().map(|row| row.lead_id).collect();
-                let names: Vec<String> = column(|r| r.name.clone());
-                let positions: Vec<String> = column(|r| r.position.clone());
-                let companies: Vec<String> = column(|r| r.company.clone());
-                let urls: Vec<String> = column(|r| r.linkedin_url.clone());
-                let classifications: Vec<String> = column(|r| r.classification.clone());
+                let names = column(|r| &r.name);
+                let positions = column(|r| &r.position);
+                let companies = column(|r| &r.company);
+                let urls = column(|r| &r.linkedin_url);
+                let classifications = column(|r| &r.classification);
                 let scores: Vec<Option<f64>> = chunk.iter().map(|r| r.quality_score).collect();
-                let statuses: Vec<String> = column(|r| r.contact_status.label().to_owned());
+                let statuses = column(|r| r.contact_status.label());
                 let contacted: Vec<Option<DateTime<Utc>>> =
                     chunk.iter().map(|r| r.last_contacted).collect();
-                let messages: Vec<String> = column(|r| r.message_sent.clone());
-                let responses: Vec<String> = column(|r| r.response.clone());
-                let sentiments: Vec<String> = column(|r| r.response_sentiment.clone());
-                let intents: Vec<String> = column(|r| r.response_intent.clone());
-                let assigned: Vec<String> = column(|r| r.assigned_to.clone());
-                let notes: Vec<String> = column(|r| r.notes.clone());
-                let before_review: Vec<Option<String>> = chunk
+                let messages = column(|r| &r.message_sent);
+                let responses = column(|r| &r.response);
+                let sentiments = column(|r| &r.response_sentiment);
+                let intents = column(|r| &r.response_intent);
+                let assigned = column(|r| &r.assigned_to);
+                let notes = column(|r| &r.notes);
+                let before_review: Vec<Option<&str>> = chunk
                     .iter()
-                    .map(|r| r.status_before_review.map(|s| s.label().to_owned()))
+                    .map(|r| r.status_before_review.map(|s| s.label()))
                     .collect();
                 let versions: Vec<i64> = chunk.iter().map(|r| r.version).collect();
                 let updated: Vec<Option<DateTime<Utc>>> =

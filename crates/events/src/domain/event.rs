@@ -34,6 +34,12 @@ pub trait DomainEvent: Clone + fmt::Debug + PartialEq + Send + Sync + Sized + 's
     /// Builds the event from its stored name and body (already at the current schema version).
     fn from_data(event_type: &str, data: Value) -> Result<Self, String>;
 
+    /// [`DomainEvent::from_data`] from a borrowed body: the enums of [`domain_events!`]
+    /// deserialise straight from the borrowed JSON tree instead of cloning it first.
+    fn from_data_ref(event_type: &str, data: &Value) -> Result<Self, String> {
+        Self::from_data(event_type, data.clone())
+    }
+
     /// The schema version this event is written with.
     fn schema_version(&self) -> i32 {
         Self::current_schema_version(self.event_type()).unwrap_or(1)
@@ -65,7 +71,7 @@ pub trait DomainEvent: Clone + fmt::Debug + PartialEq + Send + Sync + Sized + 's
                 event.schema_version
             )));
         }
-        Self::from_data(&event.event_type, event.data.clone()).map_err(decode_error)
+        Self::from_data_ref(&event.event_type, &event.data).map_err(decode_error)
     }
 }
 
@@ -119,6 +125,15 @@ macro_rules! domain_events {
             fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, String> {
                 match event_type {
                     $($event_type => serde_json::from_value::<$body>(data)
+                        .map(Self::$variant)
+                        .map_err(|error| error.to_string()),)+
+                    other => Err(format!("unknown event type {other:?}")),
+                }
+            }
+
+            fn from_data_ref(event_type: &str, data: &serde_json::Value) -> Result<Self, String> {
+                match event_type {
+                    $($event_type => <$body as serde::Deserialize>::deserialize(data)
                         .map(Self::$variant)
                         .map_err(|error| error.to_string()),)+
                     other => Err(format!("unknown event type {other:?}")),

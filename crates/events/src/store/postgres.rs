@@ -36,8 +36,9 @@ use crate::upcast::Upcasters;
 /// The NOTIFY channel appends wake readers on.
 pub const NOTIFY_CHANNEL: &str = "salesdept_events";
 
-/// How long the NOTIFY sender waits to coalesce a burst of appends into one wake-up.
-const NOTIFY_COALESCE: Duration = Duration::from_millis(5);
+/// The shortest time between two NOTIFYs: the first append after a quiet spell is announced at
+/// once; appends within this window after a NOTIFY are gathered into the next one.
+const NOTIFY_COALESCE: Duration = Duration::from_millis(2);
 
 /// Constraint names from the migration; a unique violation is mapped by these, never by text.
 const STREAM_VERSION_CONSTRAINT: &str = "events_stream_version_key";
@@ -46,7 +47,10 @@ const EVENT_ID_CONSTRAINT: &str = "events_event_id_key";
 /// How often an `Any` append is retried when a concurrent writer takes the next version.
 const ANY_VERSION_ATTEMPTS: usize = 32;
 
-const SELECT_COLUMNS: &str = "global_position, transaction_id::text::bigint AS transaction_id, \
+/// The columns every read decodes, in [`PostgresEventStore::decode_row`]'s order. The `xid8` is
+/// sent as it is (8 bytes in binary) and decoded here: a cast to text and bigint per row costs
+/// the server more than the rest of the row's non-JSON columns together.
+const SELECT_COLUMNS: &str = "global_position, transaction_id, \
      stream_id, stream_version, event_id, event_type, schema_version, data, metadata, recorded_at";
 
 /// The event log in PostgreSQL.
@@ -171,14 +175,22 @@ impl PostgresEventStore {
             return Ok(());
         }
         if create {
-            for subject in &missing {
-                let (_, wrapped) = vault.new_wrapped_key();
-                sqlx::query("INSERT INTO pii_keys (subject, wrapped_key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING")
-                    .bind(subject)
-                    .bind(wrapped)
-                    .execute(&self.inner.pool)
-                    .await?;
-            }
+            // One statement for every new key. It commits without waiting for its WAL flush:
+            // a key is only used by an append that commits after it, synchronously, and that
+            // flush covers this commit record too; a crash in between loses an unused key, which
+            // the retried append makes again. (Forgetting stays a synchronous commit.)
+            let wrapped: Vec<String> = missing.iter().map(|_| vault.new_wrapped_key().1).collect();
+            sqlx::query(
+                "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting) \
+                 INSERT INTO pii_keys (subject, wrapped_key) \
+                 SELECT k.subject, k.wrapped_key FROM relaxed, \
+                 UNNEST($1::text[], $2::text[]) AS k(subject, wrapped_key) \
+                 WHERE relaxed.setting IS NOT NULL ON CONFLICT (subject) DO NOTHING",
+            )
+            .bind(&missing)
+            .bind(&wrapped)
+            .execute(&self.inner.pool)
+            .await?;
         }
         let rows = sqlx::query("SELECT subject, wrapped_key FROM pii_keys WHERE subject = ANY($1)")
             .bind(&missing)
@@ -494,12 +506,8 @@ impl EventStore for PostgresEventStore {
             .bind(stream_id)
             .bind(from_version)
             .bind(limit)
-            .fetch_all(&self.inner.pool)
-            .await?;
-        let events = rows
-            .iter()
-            .map(|row| self.decode_row(row))
-            .collect::<Result<Vec<_>, _>>()?;
+            .fetch(&self.inner.pool);
+        let events = self.decode_stream(rows, 16).await?;
         self.finish(events).await
     }
 
@@ -520,12 +528,8 @@ impl EventStore for PostgresEventStore {
             .bind(after.transaction_id.to_string())
             .bind(after.global_position)
             .bind(limit)
-            .fetch_all(&self.inner.pool)
-            .await?;
-        let events = rows
-            .iter()
-            .map(|row| self.decode_row(row))
-            .collect::<Result<Vec<_>, _>>()?;
+            .fetch(&self.inner.pool);
+        let events = self.decode_stream(rows, limit).await?;
         self.finish(events).await
     }
 
@@ -595,12 +599,25 @@ impl PostgresEventStore {
             EventOrder::Stream => " ORDER BY stream_id, stream_version",
         });
         sql.push(" LIMIT ").push_bind(query.limit);
-        let rows = sql.build().fetch_all(&self.inner.pool).await?;
-        let events = rows
-            .iter()
-            .map(|row| self.decode_row(row))
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = sql.build().fetch(&self.inner.pool);
+        let events = self.decode_stream(rows, query.limit).await?;
         self.finish(events).await
+    }
+
+    /// Decodes rows as they arrive, so the client parses one part of a page while the server
+    /// is still sending the rest (with `fetch_all` the two would take turns).
+    async fn decode_stream(
+        &self,
+        mut rows: futures::stream::BoxStream<'_, Result<PgRow, sqlx::Error>>,
+        expected: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        use futures::TryStreamExt;
+        let mut events =
+            Vec::with_capacity(usize::try_from(expected.clamp(0, 10_000)).unwrap_or(0));
+        while let Some(row) = rows.try_next().await? {
+            events.push(self.decode_row(&row)?);
+        }
+        Ok(events)
     }
 
     fn decode_row(&self, row: &PgRow) -> Result<RecordedEvent, StoreError> {
@@ -618,7 +635,7 @@ impl PostgresEventStore {
         let recorded_at: DateTime<Utc> = row.try_get(9)?;
         let event = RecordedEvent {
             global_position,
-            transaction_id: row.try_get(1)?,
+            transaction_id: decode_xid8(row, 1)?,
             stream_id: row.try_get(2)?,
             stream_version: row.try_get(3)?,
             event_id: row.try_get(4)?,
@@ -632,8 +649,25 @@ impl PostgresEventStore {
     }
 }
 
+/// An `xid8` column as the non-negative `i64` of [`Checkpoint::transaction_id`]: 8 big-endian
+/// bytes in binary, digits in text.
+fn decode_xid8(row: &PgRow, index: usize) -> Result<i64, StoreError> {
+    use sqlx::postgres::PgValueFormat;
+    let value = row.try_get_raw(index)?;
+    let decoded: Result<i64, sqlx::error::BoxDynError> = match value.format() {
+        PgValueFormat::Binary => value.as_bytes().and_then(|bytes| {
+            let bytes: [u8; 8] = bytes.try_into()?;
+            Ok(i64::try_from(u64::from_be_bytes(bytes))?)
+        }),
+        PgValueFormat::Text => value.as_str().and_then(|text| Ok(text.parse::<i64>()?)),
+    };
+    decoded.map_err(|source| StoreError::Database(sqlx::Error::Decode(source)))
+}
+
 /// Sends one NOTIFY per burst of appends: every append stores a permit; one statement drains
-/// however many appends came in while the previous one ran. The NOTIFY runs on its own
+/// however many appends came in while the previous one ran or within [`NOTIFY_COALESCE`] of
+/// it (a leading-edge throttle: an append after a quiet spell wakes other processes without
+/// waiting, a steady stream costs at most one NOTIFY per window). The NOTIFY runs on its own
 /// connection with `synchronous_commit = off`: a wake-up needs no durability, and a NOTIFY
 /// transaction would otherwise wait for its own WAL flush, doubling the fsyncs of a writer.
 async fn send_notifications(inner: Weak<Inner>, pending: Arc<Notify>, shutdown: CancellationToken) {
@@ -654,12 +688,12 @@ async fn send_notifications(inner: Weak<Inner>, pending: Arc<Notify>, shutdown: 
             () = pending.notified() => {}
             () = shutdown.cancelled() => break,
         }
-        // Gather the rest of the burst: in-process readers were already woken through the
-        // watch channel, so only other processes wait these few milliseconds.
-        tokio::time::sleep(NOTIFY_COALESCE).await;
-        let Some(inner) = inner.upgrade() else { break };
-        if inner.pool.is_closed() {
-            break;
+        let started = tokio::time::Instant::now();
+        {
+            let Some(inner) = inner.upgrade() else { break };
+            if inner.pool.is_closed() {
+                break;
+            }
         }
         let sent = sqlx::query("SELECT pg_notify($1, '')")
             .bind(NOTIFY_CHANNEL)
@@ -668,6 +702,12 @@ async fn send_notifications(inner: Weak<Inner>, pending: Arc<Notify>, shutdown: 
         if let Err(error) = sent {
             // Readers fall back to polling; a lost wake-up only delays them.
             tracing::debug!(%error, "NOTIFY failed");
+        }
+        // Appends during the window leave a permit: the next NOTIFY carries them all. In-process
+        // readers were woken through the watch channel already and never wait for this.
+        tokio::select! {
+            () = tokio::time::sleep_until(started + NOTIFY_COALESCE) => {}
+            () = shutdown.cancelled() => break,
         }
     }
     notify_pool.close().await;
