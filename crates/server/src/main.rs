@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
         Command::Classify(command) => commands::classify::run(&cli.global, command).await,
         Command::Replay(replay) => commands::replay::run(&cli.global, replay).await,
         Command::Audit(args) => commands::audit::run(&cli.global, args).await,
+        Command::Simulate(args) => commands::simulate::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

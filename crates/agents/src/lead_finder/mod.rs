@@ -14,6 +14,8 @@
 //! the confidence threshold waits in the human review queue (both are read off the events by
 //! the Sales Manager and the review queue). At most `max_leads_per_day` new leads per search.
 
+pub mod handler;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
