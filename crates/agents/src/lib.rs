@@ -8,6 +8,7 @@ pub mod lead_finder;
 pub mod linkedin;
 pub mod llm;
 pub mod mail;
+pub mod manager;
 pub mod outreach;
 pub mod resilience;
 pub mod rules;

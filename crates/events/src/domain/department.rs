@@ -1,7 +1,7 @@
 //! The `department` stream: the Sales Manager's strategy, performance alerts, agent errors and
 //! the daily reports. Nothing personal is written here: leads are referred to by id.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,8 @@ domain_events! {
         PerformanceAlert(PerformanceAlert) = "performance_alert",
         AgentError(AgentError) = "agent_error",
         DailyReportGenerated(DailyReportGenerated) = "daily_report_generated",
+        DailyReportMailed(DailyReportMailed) = "daily_report_mailed",
+        CoordinationCompleted(CoordinationCompleted) = "coordination_completed",
     }
 }
 
@@ -34,6 +36,10 @@ pub struct StrategyUpdate {
     pub min_quality_score: QualityScore,
     #[serde(default)]
     pub rationale: String,
+    /// How often each template variant (e.g. `speaker_a`) should be chosen, relative to the
+    /// others; empty means "no preference". Read by Outreach to pick a variant.
+    #[serde(default)]
+    pub variant_weights: BTreeMap<String, f64>,
 }
 
 /// How bad an alert is.
@@ -95,6 +101,75 @@ pub struct DailyReport {
     pub binding_caps: Vec<String>,
     #[serde(default)]
     pub uncertain_decisions: Vec<UncertainDecision>,
+    /// First messages and follow-ups sent in the 7 days ending with the report's day.
+    #[serde(default)]
+    pub week_messages_sent: u32,
+    /// Replies so far to the first messages of those 7 days, and the positive ones (0–1).
+    #[serde(default)]
+    pub week_reply_rate: f64,
+    #[serde(default)]
+    pub week_positive_rate: f64,
+    /// `agent_error` events of the day, per agent.
+    #[serde(default)]
+    pub agent_errors: BTreeMap<String, u32>,
+    /// The metrics of the day's `performance_alert`s.
+    #[serde(default)]
+    pub alerts: Vec<String>,
+    /// LLM usage recorded in the day's event metadata.
+    #[serde(default)]
+    pub llm_decisions: u32,
+    #[serde(default)]
+    pub llm_prompt_tokens: u64,
+    #[serde(default)]
+    pub llm_completion_tokens: u64,
+    /// Strategies adopted on the day, as versions.
+    #[serde(default)]
+    pub strategy_versions: Vec<u32>,
+    /// Positive replies of the day (ids, intents and classes only; names go in the mail).
+    #[serde(default)]
+    pub notable_replies: Vec<NotableReply>,
+}
+
+/// A reply worth a human's attention, without personal data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotableReply {
+    pub lead_id: Uuid,
+    /// e.g. `Interested`.
+    pub intent: String,
+    /// The lead's classification, e.g. `Speaker`.
+    #[serde(default)]
+    pub classification: String,
+}
+
+/// The daily report was mailed to the team (the mail's Message-ID derives from the
+/// `daily_report_generated` event, so a retry is recognisable).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DailyReportMailed {
+    pub date: NaiveDate,
+    pub message_id: String,
+    pub recipients: u32,
+}
+
+/// A daily coordination ran: what it allocated against which limits, and the leads it chose
+/// not to allocate (for the report's self-review). A later run of the same day records again
+/// only when it did something new.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoordinationCompleted {
+    pub date: NaiveDate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_id: Option<Uuid>,
+    /// Leads allocated by this day's coordination so far (all runs).
+    pub allocated: u32,
+    pub speakers: u32,
+    pub sponsors: u32,
+    /// The day's allocation target and the first contacts the accounts could still make.
+    pub target: u32,
+    pub capacity: u32,
+    /// What bound the allocation, e.g. `capacity`, `daily_allocation`, `candidates`.
+    #[serde(default)]
+    pub bound_by: String,
+    #[serde(default)]
+    pub not_selected: Vec<UncertainDecision>,
 }
 
 /// The report of one day.
@@ -114,6 +189,8 @@ pub enum DepartmentCommand {
         rationale: String,
         /// How many first contacts the accounts can make per day, all caps considered.
         sending_capacity: u32,
+        /// Template variant → relative weight (finite, not negative).
+        variant_weights: BTreeMap<String, f64>,
     },
     RaiseAlert {
         metric: String,
@@ -133,6 +210,14 @@ pub enum DepartmentCommand {
         date: NaiveDate,
         report: DailyReport,
     },
+    /// The day's report was mailed (a no-op when already recorded).
+    RecordReportMailed {
+        date: NaiveDate,
+        message_id: String,
+        recipients: u32,
+    },
+    /// A coordination run's outcome (a no-op when it equals the day's last record).
+    RecordCoordination(CoordinationCompleted),
 }
 
 /// What the department's rules need to remember.
@@ -142,7 +227,10 @@ pub struct DepartmentState {
     /// (metric, day) pairs already alerted.
     pub alerts: HashSet<(String, NaiveDate)>,
     pub reported_days: BTreeSet<NaiveDate>,
+    pub mailed_days: BTreeSet<NaiveDate>,
     pub agent_errors: u64,
+    /// The last coordination record of each day.
+    pub coordinations: BTreeMap<NaiveDate, CoordinationCompleted>,
 }
 
 impl Aggregate for DepartmentState {
@@ -158,6 +246,12 @@ impl Aggregate for DepartmentState {
             DepartmentEvent::AgentError(_) => self.agent_errors += 1,
             DepartmentEvent::DailyReportGenerated(report) => {
                 self.reported_days.insert(report.date);
+            }
+            DepartmentEvent::DailyReportMailed(mailed) => {
+                self.mailed_days.insert(mailed.date);
+            }
+            DepartmentEvent::CoordinationCompleted(record) => {
+                self.coordinations.insert(record.date, record.clone());
             }
         }
         self
@@ -175,7 +269,15 @@ impl Aggregate for DepartmentState {
                 min_quality_score,
                 rationale,
                 sending_capacity,
+                variant_weights,
             } => {
+                if let Some((variant, weight)) = variant_weights.iter().find(|(variant, weight)| {
+                    variant.trim().is_empty() || !weight.is_finite() || **weight < 0.0
+                }) {
+                    return Err(DomainError::InvalidCommand(format!(
+                        "the weight {weight} of variant {variant:?} must be a finite number, not negative"
+                    )));
+                }
                 if !(0.0..=1.0).contains(speaker_share) {
                     return Err(DomainError::InvalidCommand(format!(
                         "the speaker share {speaker_share} must be between 0 and 1"
@@ -203,6 +305,7 @@ impl Aggregate for DepartmentState {
                         daily_allocation: *daily_allocation,
                         min_quality_score: *min_quality_score,
                         rationale: rationale.clone(),
+                        variant_weights: variant_weights.clone(),
                     }
                     .into(),
                 ])
@@ -276,8 +379,50 @@ impl Aggregate for DepartmentState {
                     .into(),
                 ])
             }
+            DepartmentCommand::RecordReportMailed {
+                date,
+                message_id,
+                recipients,
+            } => {
+                if !self.reported_days.contains(date) {
+                    return Err(DomainError::InvalidCommand(format!(
+                        "the report of {date} was not generated, so it cannot have been mailed"
+                    )));
+                }
+                if self.mailed_days.contains(date) {
+                    return Ok(Vec::new());
+                }
+                non_blank_text(message_id, "a mailed report needs its Message-ID")?;
+                Ok(vec![
+                    DailyReportMailed {
+                        date: *date,
+                        message_id: message_id.clone(),
+                        recipients: *recipients,
+                    }
+                    .into(),
+                ])
+            }
+            DepartmentCommand::RecordCoordination(record) => {
+                if self.coordinations.get(&record.date) == Some(record) {
+                    return Ok(Vec::new());
+                }
+                if record.date > context.now.date_naive() + chrono::TimeDelta::days(1) {
+                    return Err(DomainError::InvalidCommand(format!(
+                        "the coordination of {} lies in the future",
+                        record.date
+                    )));
+                }
+                Ok(vec![record.clone().into()])
+            }
         }
     }
+}
+
+fn non_blank_text(text: &str, why: &str) -> Result<(), DomainError> {
+    if text.trim().is_empty() {
+        return Err(DomainError::InvalidCommand(why.into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -293,6 +438,7 @@ mod tests {
             min_quality_score: QualityScore::parse(7.0).unwrap(),
             rationale: "speakers reply more".into(),
             sending_capacity: capacity,
+            variant_weights: BTreeMap::new(),
         }
     }
 
@@ -303,6 +449,7 @@ mod tests {
             daily_allocation: allocation,
             min_quality_score: QualityScore::parse(7.0).unwrap(),
             rationale: "speakers reply more".into(),
+            variant_weights: BTreeMap::new(),
         }
         .into()
     }
@@ -359,6 +506,102 @@ mod tests {
             let error = given::<DepartmentState>([]).when(command).then_err();
             assert!(matches!(error, DomainError::InvalidCommand(_)), "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_strategy_carries_variant_weights_and_rejects_bad_ones() {
+        let weights = BTreeMap::from([("speaker_a".to_string(), 0.7), ("speaker_b".into(), 0.3)]);
+        let command = |weights: BTreeMap<String, f64>| DepartmentCommand::UpdateStrategy {
+            speaker_share: 0.6,
+            daily_allocation: 40,
+            min_quality_score: QualityScore::parse(7.0).unwrap(),
+            rationale: "speakers reply more".into(),
+            sending_capacity: 45,
+            variant_weights: weights,
+        };
+        given::<DepartmentState>([])
+            .when(command(weights.clone()))
+            .then([StrategyUpdate {
+                version: 1,
+                speaker_share: 0.6,
+                daily_allocation: 40,
+                min_quality_score: QualityScore::parse(7.0).unwrap(),
+                rationale: "speakers reply more".into(),
+                variant_weights: weights,
+            }
+            .into()]);
+        for bad in [
+            BTreeMap::from([("speaker_a".to_string(), -0.1)]),
+            BTreeMap::from([("speaker_a".to_string(), f64::INFINITY)]),
+            BTreeMap::from([(" ".to_string(), 1.0)]),
+        ] {
+            let error = given::<DepartmentState>([]).when(command(bad)).then_err();
+            assert!(matches!(error, DomainError::InvalidCommand(_)), "{error:?}");
+        }
+        // Events written before the field existed still read.
+        let old: StrategyUpdate = serde_json::from_value(serde_json::json!({
+            "version": 1, "speaker_share": 0.6, "daily_allocation": 40, "min_quality_score": 7.0
+        }))
+        .unwrap();
+        assert!(old.variant_weights.is_empty());
+    }
+
+    #[test]
+    fn a_report_is_mailed_once_and_only_after_it_was_generated() {
+        let today = test_time().date_naive();
+        let mailed = |id: &str| DepartmentCommand::RecordReportMailed {
+            date: today,
+            message_id: id.into(),
+            recipients: 1,
+        };
+        let generated: DepartmentEvent = DailyReportGenerated {
+            date: today,
+            report: DailyReport::default(),
+        }
+        .into();
+        let error = given::<DepartmentState>([]).when(mailed("a@b")).then_err();
+        assert!(matches!(error, DomainError::InvalidCommand(_)));
+        let record: DepartmentEvent = DailyReportMailed {
+            date: today,
+            message_id: "a@b".into(),
+            recipients: 1,
+        }
+        .into();
+        given::<DepartmentState>([generated.clone()])
+            .when(mailed("a@b"))
+            .then([record.clone()]);
+        given::<DepartmentState>([generated, record])
+            .when(mailed("a@b"))
+            .then([]);
+    }
+
+    #[test]
+    fn a_coordination_is_recorded_again_only_when_it_changed() {
+        let today = test_time().date_naive();
+        let record = CoordinationCompleted {
+            date: today,
+            search_id: None,
+            allocated: 3,
+            speakers: 2,
+            sponsors: 1,
+            target: 30,
+            capacity: 3,
+            bound_by: "capacity".into(),
+            not_selected: Vec::new(),
+        };
+        given::<DepartmentState>([])
+            .when(DepartmentCommand::RecordCoordination(record.clone()))
+            .then([record.clone().into()]);
+        given::<DepartmentState>([record.clone().into()])
+            .when(DepartmentCommand::RecordCoordination(record.clone()))
+            .then([]);
+        let more = CoordinationCompleted {
+            allocated: 4,
+            ..record.clone()
+        };
+        given::<DepartmentState>([record.into()])
+            .when(DepartmentCommand::RecordCoordination(more.clone()))
+            .then([more.into()]);
     }
 
     #[test]
