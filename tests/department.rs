@@ -19,8 +19,14 @@ fn postgres(pool: sqlx::PgPool) -> Store {
     Store::Postgres(PostgresEventStore::from_pool(pool, domain::upcasters()))
 }
 
-fn assert_busy_and_clean(world: &World, summary: &salesdept_agents::department::summary::SimulationSummary) {
-    eprintln!("{}", serde_json::to_string_pretty(&summary.to_json()).unwrap());
+fn assert_busy_and_clean(
+    world: &World,
+    summary: &salesdept_agents::department::summary::SimulationSummary,
+) {
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&summary.to_json()).unwrap()
+    );
     assert!(summary.leads_discovered > 0, "leads were found");
     assert!(summary.allocated > 0, "leads were allocated");
     assert!(summary.invitations_sent > 0, "invitations went out");
@@ -71,9 +77,7 @@ async fn a_simulated_month_keeps_every_invariant(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test(migrations = "migrations/postgres")]
-async fn a_crash_between_the_provider_and_the_log_loses_and_doubles_nothing(
-    pool: sqlx::PgPool,
-) {
+async fn a_crash_between_the_provider_and_the_log_loses_and_doubles_nothing(pool: sqlx::PgPool) {
     let world = World::new(postgres(pool), SEED, PEOPLE, ACCOUNTS, LEADS_PER_DAY);
     let until = start() + TimeDelta::days(30);
     let crash = PlannedCrash::after_messages(25);
@@ -114,5 +118,8 @@ async fn a_crash_between_the_provider_and_the_log_loses_and_doubles_nothing(
                 && event.data["provider_message_id"].as_str() == Some(cut_off.as_str())
         })
         .count();
-    assert_eq!(recorded, 1, "the cut-off send {cut_off} was reconciled, not resent");
+    assert_eq!(
+        recorded, 1,
+        "the cut-off send {cut_off} was reconciled, not resent"
+    );
 }

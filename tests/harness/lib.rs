@@ -80,7 +80,10 @@ impl World {
     /// Runs `department` from the clock's time until `until`.
     pub async fn run(&self, department: &Department, until: DateTime<Utc>) -> DriverReport {
         let driver = SimulatedDriver::new(self.clock.clone(), until);
-        let report = driver.run(&department.schedule(), department).await.unwrap();
+        let report = driver
+            .run(&department.schedule(), department)
+            .await
+            .unwrap();
         department.catch_up_all().await.unwrap();
         report
     }

@@ -72,7 +72,10 @@ fn three_simulated_days_print_a_summary_from_the_log() {
     ] {
         assert!(summary.get(key).is_some(), "{key} missing: {summary}");
     }
-    assert!(summary["leads_discovered"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["leads_discovered"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
     let classified: u64 = summary["classified"]
         .as_object()
         .unwrap()
@@ -107,8 +110,17 @@ fn three_simulated_days_print_a_summary_from_the_log() {
     );
     assert!(again.status.success());
     let second = last_json_line(&again);
-    for key in ["events", "leads_discovered", "classified", "messages_sent", "invitations_sent"] {
-        assert_eq!(summary[key], second[key], "{key} differs between two runs of one seed");
+    for key in [
+        "events",
+        "leads_discovered",
+        "classified",
+        "messages_sent",
+        "invitations_sent",
+    ] {
+        assert_eq!(
+            summary[key], second[key],
+            "{key} differs between two runs of one seed"
+        );
     }
 
     // A log that already holds a run is refused, with a clear message.
@@ -119,7 +131,10 @@ fn three_simulated_days_print_a_summary_from_the_log() {
             "--days",
             "1",
             "--database",
-            &format!("sqlite://{}", dir.path().join("run/salesdept.sqlite").display()),
+            &format!(
+                "sqlite://{}",
+                dir.path().join("run/salesdept.sqlite").display()
+            ),
         ],
     );
     assert!(!refused.status.success());

@@ -148,7 +148,8 @@ fn no_lead_messaged_twice(view: &LogView, report: &mut CheckReport) {
                 LeadEvent::MessageSent(sent) => {
                     report.examined(CHECK, 1);
                     *drafts.entry(sent.draft_id).or_default() += 1;
-                    let follow_up = sent.kind == salesdept_events::domain::lead::MessageKind::FollowUp;
+                    let follow_up =
+                        sent.kind == salesdept_events::domain::lead::MessageKind::FollowUp;
                     *steps
                         .entry((follow_up, sent.follow_up_number.filter(|_| follow_up)))
                         .or_default() += 1;

@@ -173,10 +173,10 @@ impl Scheduler for SimulatedDriver {
         let mut day = start.date_naive();
         let mut day_number = 1;
         let mut day_activity = Activity::default();
-        runner.catch_up().await.map_err(|error| DriverError::CatchUp {
-            at: start,
-            error,
-        })?;
+        runner
+            .catch_up()
+            .await
+            .map_err(|error| DriverError::CatchUp { at: start, error })?;
         loop {
             let now = self.clock.now();
             let external = runner.next_external_event(now);
@@ -234,11 +234,14 @@ impl Scheduler for SimulatedDriver {
                             limit: self.max_runs_per_instant,
                         });
                     }
-                    let outcome = runner.run_job(kind).await.map_err(|error| DriverError::Job {
-                        job: kind,
-                        at: next,
-                        error,
-                    })?;
+                    let outcome = runner
+                        .run_job(kind)
+                        .await
+                        .map_err(|error| DriverError::Job {
+                            job: kind,
+                            at: next,
+                            error,
+                        })?;
                     *report.jobs.entry(kind).or_default() += 1;
                     report.activity.add(&outcome.activity);
                     day_activity.add(&outcome.activity);
@@ -344,12 +347,19 @@ mod tests {
         };
         let days = std::sync::Arc::new(Mutex::new(Vec::new()));
         let seen = std::sync::Arc::clone(&days);
-        let driver = SimulatedDriver::new(clock.clone(), at("2026-12-03T00:00:00Z"))
-            .on_day(move |done| seen.lock().unwrap().push((done.number, done.activity.messages)));
+        let driver =
+            SimulatedDriver::new(clock.clone(), at("2026-12-03T00:00:00Z")).on_day(move |done| {
+                seen.lock()
+                    .unwrap()
+                    .push((done.number, done.activity.messages))
+            });
         let schedule = Schedule::new(&ScheduleSettings::default());
         let wall = std::time::Instant::now();
         let report = driver.run(&schedule, &runner).await.unwrap();
-        assert!(wall.elapsed() < std::time::Duration::from_secs(5), "no sleeping");
+        assert!(
+            wall.elapsed() < std::time::Duration::from_secs(5),
+            "no sleeping"
+        );
         assert_eq!(clock.now(), at("2026-12-03T00:00:00Z"));
         let runs = runner.runs.lock().unwrap().clone();
         let times_of = |kind| {
@@ -365,13 +375,20 @@ mod tests {
         assert_eq!(times_of(JobKind::DailyReport).len(), 2);
         // The schedule's ticks at 09:00, 09:30…, plus the asked-for wake-ups 7 minutes apart.
         let ticks = times_of(JobKind::OutreachTick);
-        assert_eq!(&ticks[..4], &[
-            at("2026-12-01T09:00:00Z"),
-            at("2026-12-01T09:07:00Z"),
-            at("2026-12-01T09:14:00Z"),
-            at("2026-12-01T09:21:00Z"),
-        ]);
-        assert_eq!(ticks.len(), 3 + 2 * 16, "16 half-hour ticks a day plus 3 wake-ups");
+        assert_eq!(
+            &ticks[..4],
+            &[
+                at("2026-12-01T09:00:00Z"),
+                at("2026-12-01T09:07:00Z"),
+                at("2026-12-01T09:14:00Z"),
+                at("2026-12-01T09:21:00Z"),
+            ]
+        );
+        assert_eq!(
+            ticks.len(),
+            3 + 2 * 16,
+            "16 half-hour ticks a day plus 3 wake-ups"
+        );
         assert!(ticks.iter().all(|tick| {
             let time = tick.time();
             time >= chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap()
@@ -422,10 +439,7 @@ mod tests {
         let clock = SimulatedClock::starting_at(at("2026-12-01T08:00:00Z"));
         let driver = SimulatedDriver::new(clock.clone(), at("2026-12-02T00:00:00Z"));
         let schedule = Schedule::new(&ScheduleSettings::default());
-        let error = driver
-            .run(&schedule, &Greedy(clock))
-            .await
-            .unwrap_err();
+        let error = driver.run(&schedule, &Greedy(clock)).await.unwrap_err();
         assert!(matches!(error, DriverError::Runaway { .. }), "{error}");
     }
 }

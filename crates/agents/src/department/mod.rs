@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use salesdept_events::domain::search::SearchCriteria;
-use salesdept_events::domain::{AccountId, AccountLimits, FollowUpPolicy, InvitationPolicy};
+use salesdept_events::domain::{AccountId, AccountLimits};
 use salesdept_events::{
     Handler, Store, StoreError, Subscription, SubscriptionError, SubscriptionOptions,
 };
@@ -42,7 +42,11 @@ use crate::lead_finder::{FinderSettings, LeadFinder};
 use crate::linkedin::LinkedInPort;
 use crate::llm::RulesOnly;
 use crate::mail::{FileOutbox, MailPort, Mailbox};
-use crate::outreach::{HandOver, HandOverConfig, HandOverHandler, SendingAccount};
+use crate::manager::{ManagerSettings, SalesManager};
+use crate::outreach::{
+    HandOver, HandOverConfig, HandOverHandler, OUTREACH_SUBSCRIPTION, OutreachAgent,
+    OutreachSettings, SendingAccount,
+};
 use crate::sandbox::{SandboxLinkedIn, SandboxNetwork};
 
 /// The subscription the hand-over mails run under.
@@ -64,8 +68,8 @@ pub struct DepartmentSettings {
     pub finder: FinderSettings,
     /// What the Lead Finder searches for on its own schedule.
     pub search: SearchCriteria,
-    pub follow_ups: FollowUpPolicy,
-    pub invitations: InvitationPolicy,
+    pub outreach: OutreachSettings,
+    pub manager: ManagerSettings,
     /// Who hand-over mails come from and go to.
     pub hand_over: HandOverConfig,
     /// Where mails are written (the file outbox, the embedded default).
@@ -96,8 +100,11 @@ impl DepartmentSettings {
             schedule: ScheduleSettings::default(),
             finder: FinderSettings::default(),
             search: default_search(),
-            follow_ups: FollowUpPolicy::default(),
-            invitations: InvitationPolicy::default(),
+            outreach: OutreachSettings::default(),
+            manager: ManagerSettings {
+                search: default_search(),
+                ..ManagerSettings::default()
+            },
             hand_over: HandOverConfig {
                 from: "salesdept <salesdept@localhost>"
                     .parse()
@@ -159,7 +166,8 @@ pub struct Department {
     clock: Arc<dyn Clock>,
     network: Arc<SandboxNetwork>,
     settings: DepartmentSettings,
-    accounts: Vec<SendingAccount>,
+    outreach: Arc<OutreachAgent<Store, RulesOnly>>,
+    manager: SalesManager<Store, RulesOnly>,
     scheduled_search: ScheduledSearch,
     sheet: Option<SheetSync>,
     subscriptions: Vec<Subscription>,
@@ -225,8 +233,26 @@ impl Department {
         let finder_handler = LeadFinderHandler::new(finder).on_outcome(move |outcome| {
             counter.fetch_add(outcome.leads.len() as u64, Ordering::Relaxed);
         });
-        let mail: Arc<dyn MailPort> = Arc::new(
-            FileOutbox::open(&settings.outbox_dir, Duration::from_secs(10)).await?,
+        let outreach = Arc::new(OutreachAgent::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::clone(&llm),
+            accounts.clone(),
+            settings.outreach.clone(),
+        ));
+        let mail: Arc<dyn MailPort> =
+            Arc::new(FileOutbox::open(&settings.outbox_dir, Duration::from_secs(10)).await?);
+        let manager = SalesManager::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::clone(&llm),
+            Arc::clone(&mail),
+            settings
+                .accounts
+                .iter()
+                .map(|account| (account.id.clone(), account.limits.clone()))
+                .collect(),
+            settings.manager.clone(),
         );
         let hand_over = HandOverHandler::new(HandOver::new(
             Arc::clone(&store),
@@ -253,6 +279,7 @@ impl Department {
         // last.
         let subscriptions = vec![
             subscription(LEAD_FINDER_SUBSCRIPTION, Arc::new(finder_handler)),
+            subscription(OUTREACH_SUBSCRIPTION, outreach.handler()),
             subscription(HAND_OVER_SUBSCRIPTION, Arc::new(hand_over)),
             subscription(
                 salesdept_projections::leads::SUBSCRIPTION_NAME,
@@ -268,7 +295,8 @@ impl Department {
             clock,
             network,
             settings,
-            accounts,
+            outreach,
+            manager,
             scheduled_search,
             sheet,
             subscriptions,
@@ -278,6 +306,19 @@ impl Department {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Today in the department's time zone.
+    fn today(&self) -> chrono::NaiveDate {
+        self.clock
+            .now()
+            .with_timezone(&self.settings.schedule.time_zone)
+            .date_naive()
+    }
+
+    /// The department's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn settings(&self) -> &DepartmentSettings {
@@ -356,21 +397,21 @@ impl Department {
         }
         Ok(())
     }
-
-    fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
-    }
 }
 
 /// The highest global position in the log (None when it is empty).
 async fn head_position(store: &Store) -> Result<Option<i64>, StoreError> {
     Ok(match store {
-        Store::Postgres(store) => sqlx::query_scalar("SELECT max(global_position) FROM events")
-            .fetch_one(store.pool())
-            .await?,
-        Store::Sqlite(store) => sqlx::query_scalar("SELECT max(global_position) FROM events")
-            .fetch_one(store.read_pool())
-            .await?,
+        Store::Postgres(store) => {
+            sqlx::query_scalar("SELECT max(global_position) FROM events")
+                .fetch_one(store.pool())
+                .await?
+        }
+        Store::Sqlite(store) => {
+            sqlx::query_scalar("SELECT max(global_position) FROM events")
+                .fetch_one(store.read_pool())
+                .await?
+        }
     })
 }
 
@@ -378,6 +419,8 @@ async fn head_position(store: &Store) -> Result<Option<i64>, StoreError> {
 impl JobRunner for Department {
     async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
         let mut outcome = JobOutcome::default();
+        // Leads found by searches the last catch-up ran count for this job's progress.
+        outcome.activity.leads_found = self.leads_found.swap(0, Ordering::Relaxed);
         match job {
             JobKind::ScheduledSearch => {
                 self.scheduled_search.run().await?;
@@ -387,15 +430,39 @@ impl JobRunner for Department {
                     sheet.sync().await?;
                 }
             }
-            JobKind::WeeklyStrategy
-            | JobKind::Coordination
-            | JobKind::DailyReport
-            | JobKind::InboxCheck
-            | JobKind::OutreachTick
-            | JobKind::Monitoring => {}
+            JobKind::OutreachTick => {
+                let tick = self.outreach.tick().await?;
+                outcome.wake_at = tick.next_due;
+                outcome.activity.invitations += u64::from(tick.invitations_sent);
+                outcome.activity.messages +=
+                    u64::from(tick.messages_sent) + u64::from(tick.follow_ups_sent);
+                outcome.activity.failures += u64::from(tick.failed);
+            }
+            JobKind::InboxCheck => {
+                let pass = self.outreach.check_replies().await?;
+                outcome.activity.replies += pass.replies.len() as u64;
+            }
+            JobKind::Coordination => {
+                let day = self.today();
+                let first = self.manager.coordinate(day).await?;
+                // The day's search runs in the Lead Finder's subscription; once its leads are
+                // in, the same day's coordination allocates what the day still lacks.
+                self.catch_up_all().await?;
+                let second = self.manager.coordinate(day).await?;
+                outcome.activity.allocated +=
+                    (first.allocated.len() + second.allocated.len()) as u64;
+            }
+            JobKind::DailyReport => {
+                let yesterday = self.today().pred_opt().unwrap_or_else(|| self.today());
+                self.manager.daily_report(yesterday).await?;
+            }
+            JobKind::WeeklyStrategy => {
+                self.manager.optimise_strategy().await?;
+            }
+            JobKind::Monitoring => {
+                self.manager.monitor().await?;
+            }
         }
-        let _ = (self.now(), &self.accounts, TimeDelta::zero());
-        outcome.activity.leads_found = self.leads_found.swap(0, Ordering::Relaxed);
         Ok(outcome)
     }
 

@@ -145,7 +145,9 @@ impl Recurrence {
                     None => format!("0 {minute} {hour} * * *"),
                     Some(hours) => {
                         let first = hours.start.format("%-H").to_string();
-                        let last = (hours.end - TimeDelta::minutes(1)).format("%-H").to_string();
+                        let last = (hours.end - TimeDelta::minutes(1))
+                            .format("%-H")
+                            .to_string();
                         let hour = if hour == "*" {
                             format!("{first}-{last}")
                         } else {
@@ -183,11 +185,8 @@ fn next_multiple(time_zone: Tz, interval: TimeDelta, after: DateTime<Utc>) -> Da
     let mut date = after.with_timezone(&time_zone).date_naive();
     for _ in 0..3 {
         let midnight = local_instant(time_zone, date, NaiveTime::MIN);
-        let next_midnight = local_instant(
-            time_zone,
-            date.succ_opt().unwrap_or(date),
-            NaiveTime::MIN,
-        );
+        let next_midnight =
+            local_instant(time_zone, date.succ_opt().unwrap_or(date), NaiveTime::MIN);
         if after < midnight {
             return midnight;
         }

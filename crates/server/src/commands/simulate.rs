@@ -23,12 +23,13 @@ use salesdept_agents::department::{
     AccountSettings, DayDone, Department, DepartmentSettings, Scheduler, SimulatedDriver,
 };
 use salesdept_agents::lead_finder::FinderSettings;
+use salesdept_agents::manager::ManagerSettings;
+use salesdept_agents::manager::monitor::MonitorThresholds;
+use salesdept_agents::outreach::OutreachSettings;
 use salesdept_agents::sandbox::SandboxNetwork;
 use salesdept_events::EventStore;
 use salesdept_events::domain::search::SearchCriteria;
-use salesdept_events::domain::{
-    AccountId, AccountLimits, FollowUpPolicy, InvitationPolicy, WorkingHours,
-};
+use salesdept_events::domain::{AccountId, AccountLimits, WorkingHours};
 use salesdept_projections::sheet::{CsvFileSink, SheetSync};
 use serde_json::json;
 
@@ -161,7 +162,10 @@ async fn simulate(
             map.insert("simulated_to".into(), json!(until));
             map.insert("driver_steps".into(), json!(report.steps));
             map.insert("wall_seconds".into(), json!(round(simulated_seconds)));
-            map.insert("wall_seconds_with_checks".into(), json!(round(total_seconds)));
+            map.insert(
+                "wall_seconds_with_checks".into(),
+                json!(round(total_seconds)),
+            );
             map.insert("output".into(), json!(output.display().to_string()));
             if let Some(checks) = &checks {
                 map.insert("checks".into(), checks_json(checks));
@@ -243,7 +247,11 @@ fn print_summary(
         "leads discovered:       {} ({} searches, {} profiles found)",
         summary.leads_discovered, summary.searches, summary.profiles_found
     )?;
-    writeln!(out, "duplicates skipped:     {}", summary.duplicates_skipped)?;
+    writeln!(
+        out,
+        "duplicates skipped:     {}",
+        summary.duplicates_skipped
+    )?;
     writeln!(out, "classified:             {}", map(&summary.classified))?;
     writeln!(out, "allocated:              {}", summary.allocated)?;
     writeln!(
@@ -312,7 +320,10 @@ pub fn department_settings(
     let hours = |time_zone: Tz| -> anyhow::Result<WorkingHours> {
         Ok(WorkingHours {
             time_zone,
-            start: time(&outreach.working_hours_start, "outreach.working_hours_start")?,
+            start: time(
+                &outreach.working_hours_start,
+                "outreach.working_hours_start",
+            )?,
             end: time(&outreach.working_hours_end, "outreach.working_hours_end")?,
             days: days.clone(),
         })
@@ -376,9 +387,13 @@ pub fn department_settings(
         &agents.sales_manager.coordination_time,
         "sales_manager.coordination_time",
     )?;
-    schedule.report_at = time(&agents.sales_manager.report_time, "sales_manager.report_time")?;
+    schedule.report_at = time(
+        &agents.sales_manager.report_time,
+        "sales_manager.report_time",
+    )?;
     schedule.outreach_hours = hours(zone)?;
-    schedule.inbox_every = TimeDelta::hours(i64::from(outreach.response_check_interval_hours.max(1)));
+    let schedule_inbox = TimeDelta::hours(i64::from(outreach.response_check_interval_hours.max(1)));
+    schedule.inbox_every = schedule_inbox;
     schedule.search_every =
         TimeDelta::hours(i64::from(agents.lead_finder.search_interval_hours.max(1)));
     schedule.monitor_every = TimeDelta::minutes(i64::from(
@@ -401,19 +416,51 @@ pub fn department_settings(
         positions: finder.position_keywords.clone(),
         industries: finder.industries.clone(),
         company_sizes: finder.company_sizes.clone(),
-        locations: finder.locations.clone(),
+        // The sandbox matches a location by the words of a profile's own location ("Berlin,
+        // Germany"), so a region such as "Europe" would match nobody there: its searches run
+        // without the configured locations.
+        locations: Vec::new(),
         limit: finder.max_leads_per_day.clamp(1, 1000),
         ..SearchCriteria::default()
     };
-    settings.follow_ups = FollowUpPolicy {
-        max_follow_ups: outreach.max_follow_ups,
-        delay: TimeDelta::days(i64::from(
-            outreach.follow_up_days.first().copied().unwrap_or(3),
-        )),
+    let manager = &agents.sales_manager;
+    let mut alerts = MonitorThresholds {
+        reply_rate_floor: manager.reply_rate_floor,
+        ..MonitorThresholds::default()
     };
-    settings.invitations = InvitationPolicy {
-        withdraw_after: TimeDelta::days(i64::from(outreach.invitation_withdraw_days)),
-        ..InvitationPolicy::default()
+    alerts.working_days = days.clone();
+    settings.manager = ManagerSettings {
+        coordination_time: settings.schedule.coordination_at,
+        report_time: settings.schedule.report_at,
+        time_zone: zone,
+        daily_allocation_min: manager.daily_allocation_min,
+        daily_allocation_max: manager.daily_allocation_max,
+        speaker_share: manager.speaker_share,
+        priority_quality_score: manager.priority_quality_score,
+        quality_threshold: finder.quality_threshold,
+        review_confidence_threshold: finder.review_confidence_threshold,
+        search: settings.search.clone(),
+        alerts,
+        team_emails: manager.team_emails.clone(),
+        message_id_domain: settings.hand_over.message_id_domain.clone(),
+        ..ManagerSettings::default()
+    };
+    settings.outreach = OutreachSettings {
+        message_generation_mode: outreach
+            .message_generation_mode
+            .parse()
+            .map_err(|why: String| anyhow::anyhow!("outreach.message_generation_mode: {why}"))?,
+        review_confidence_threshold: outreach.draft_confidence_threshold,
+        follow_up_days: outreach
+            .follow_up_days
+            .iter()
+            .copied()
+            .take(outreach.max_follow_ups as usize)
+            .collect(),
+        invitation_withdraw_after_days: outreach.invitation_withdraw_days,
+        inbox_interval: schedule_inbox,
+        hand_over_to: agents.sales_manager.team_emails.join(", "),
+        ..OutreachSettings::default()
     };
     settings.hand_over.team = agents
         .sales_manager
