@@ -136,10 +136,14 @@ impl World {
                 summary.messages_sent
             ));
         }
-        let mut seen: HashMap<(String, SendKind, String), u32> = HashMap::new();
+        let mut seen: HashMap<(String, String, String), u32> = HashMap::new();
         for send in &sends {
             let count = seen
-                .entry((send.profile_url.clone(), send.kind, send.text.clone()))
+                .entry((
+                    send.profile_url.clone(),
+                    format!("{:?}", send.kind),
+                    send.text.clone(),
+                ))
                 .or_default();
             *count += 1;
             if *count == 2 {

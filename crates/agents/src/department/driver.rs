@@ -101,6 +101,10 @@ pub struct DriverReport {
     pub ended_at: Option<DateTime<Utc>>,
     /// Jobs run, per kind.
     pub jobs: BTreeMap<JobKind, u64>,
+    /// Wall time spent in each kind of job.
+    pub job_time: BTreeMap<JobKind, std::time::Duration>,
+    /// Wall time spent catching the subscriptions up between jobs.
+    pub catch_up_time: std::time::Duration,
     /// Times the clock was moved.
     pub steps: u64,
     pub activity: Activity,
@@ -234,6 +238,7 @@ impl Scheduler for SimulatedDriver {
                             limit: self.max_runs_per_instant,
                         });
                     }
+                    let began = std::time::Instant::now();
                     let outcome = runner
                         .run_job(kind)
                         .await
@@ -242,13 +247,16 @@ impl Scheduler for SimulatedDriver {
                             at: next,
                             error,
                         })?;
+                    *report.job_time.entry(kind).or_default() += began.elapsed();
                     *report.jobs.entry(kind).or_default() += 1;
                     report.activity.add(&outcome.activity);
                     day_activity.add(&outcome.activity);
+                    let began = std::time::Instant::now();
                     runner
                         .catch_up()
                         .await
                         .map_err(|error| DriverError::CatchUp { at: next, error })?;
+                    report.catch_up_time += began.elapsed();
                     match outcome.wake_at {
                         // "Again now": there is more to do at this instant (e.g. a reserve
                         // account can send while the primary waits for its gap).

@@ -161,6 +161,18 @@ async fn simulate(
             map.insert("simulated_from".into(), json!(start));
             map.insert("simulated_to".into(), json!(until));
             map.insert("driver_steps".into(), json!(report.steps));
+            map.insert(
+                "job_seconds".into(),
+                json!(report
+                    .job_time
+                    .iter()
+                    .map(|(job, time)| (job.as_str(), round(time.as_secs_f64())))
+                    .collect::<std::collections::BTreeMap<_, _>>()),
+            );
+            map.insert(
+                "catch_up_seconds".into(),
+                json!(round(report.catch_up_time.as_secs_f64())),
+            );
             map.insert("wall_seconds".into(), json!(round(simulated_seconds)));
             map.insert(
                 "wall_seconds_with_checks".into(),
@@ -399,12 +411,13 @@ pub fn department_settings(
     schedule.monitor_every = TimeDelta::minutes(i64::from(
         agents.sales_manager.coordination_interval_minutes.max(1),
     ));
-    // A sheet synced every minute of a simulated month is 43,200 syncs of an unchanged file:
-    // in simulated time the Sheet is synced at most hourly.
+    // A sheet synced every minute of a simulated month is 43,200 syncs of a file nobody reads
+    // meanwhile: in simulated time the Sheet is synced every three hours at most (and once more
+    // at the end, by the checks).
     schedule.sheet_sync_every = TimeDelta::seconds(
         i64::try_from(agents.sheet.sync_interval_seconds)
             .unwrap_or(i64::MAX)
-            .max(3600),
+            .max(3 * 3600),
     );
     let finder = &agents.lead_finder;
     settings.finder = FinderSettings {
