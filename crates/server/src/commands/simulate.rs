@@ -163,11 +163,13 @@ async fn simulate(
             map.insert("driver_steps".into(), json!(report.steps));
             map.insert(
                 "job_seconds".into(),
-                json!(report
-                    .job_time
-                    .iter()
-                    .map(|(job, time)| (job.as_str(), round(time.as_secs_f64())))
-                    .collect::<std::collections::BTreeMap<_, _>>()),
+                json!(
+                    report
+                        .job_time
+                        .iter()
+                        .map(|(job, time)| (job.as_str(), round(time.as_secs_f64())))
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                ),
             );
             map.insert(
                 "catch_up_seconds".into(),
