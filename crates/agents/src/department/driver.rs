@@ -121,13 +121,16 @@ pub struct DayDone {
     pub activity: Activity,
 }
 
+/// Called at the end of each simulated day.
+pub type DayCallback = Box<dyn Fn(&DayDone) + Send + Sync>;
+
 /// The discrete-event driver: runs from the clock's time until `until`, without sleeping.
 pub struct SimulatedDriver {
     clock: SimulatedClock,
     until: DateTime<Utc>,
     /// Runs of one job at one instant at most (a job asking to run again "now" forever is a bug).
     max_runs_per_instant: u32,
-    on_day: Option<Box<dyn Fn(&DayDone) + Send + Sync>>,
+    on_day: Option<DayCallback>,
 }
 
 impl SimulatedDriver {

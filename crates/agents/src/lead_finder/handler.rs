@@ -31,11 +31,14 @@ pub const LEAD_FINDER_SUBSCRIPTION: &str = "lead_finder";
 /// The namespace of the Lead Finder's self-scheduled search ids (one per due time).
 const SCHEDULED_SEARCH_NAMESPACE: Uuid = Uuid::from_u128(0x5ea7_c4ed_0000_4000_8000_1ead_f1de_0001);
 
+/// Called with what each search run found.
+pub type OutcomeCallback = Box<dyn Fn(&SearchOutcome) + Send + Sync>;
+
 /// Runs every `search_request` it is given.
 pub struct LeadFinderHandler<S: EventStore + ?Sized, L: LlmPort> {
     finder: Arc<LeadFinder<S, L>>,
     /// What each completed run found, for the caller's progress (the log holds the facts).
-    on_outcome: Option<Box<dyn Fn(&SearchOutcome) + Send + Sync>>,
+    on_outcome: Option<OutcomeCallback>,
 }
 
 impl<S: EventStore + ?Sized, L: LlmPort> LeadFinderHandler<S, L> {
