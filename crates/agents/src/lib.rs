@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod crm;
+pub mod department;
 pub mod lead_finder;
 pub mod linkedin;
 pub mod llm;

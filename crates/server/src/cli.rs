@@ -49,6 +49,8 @@ pub enum Command {
     /// Import an exported prospect list (LinkedIn, Sales Navigator, Dripify, Clay, Apollo…
     /// CSV): every valid row becomes a lead once, classified and scored.
     Import(ImportArgs),
+    /// Run the whole department in simulated time on the sandbox network and summarise the log.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +76,36 @@ pub struct ImportArgs {
     /// Who imports: human:NAME (default: the OS user).
     #[arg(long)]
     pub actor: Option<String>,
+}
+
+/// `simulate --days N [--seed S] [--accounts K] [--json]`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Simulated days to run.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Seeds the sandbox network and every draw in it: the same seed gives the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Sending accounts, in priority order: the configured ones first, then reserves.
+    #[arg(long, default_value_t = 2)]
+    pub accounts: u32,
+    /// People in the sandbox network.
+    #[arg(long, default_value_t = 20_000)]
+    pub network_size: u32,
+    /// The simulated start (RFC 3339 or a date; default Monday 2026-01-05, 00:00 UTC).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Where the run's files go (mail outbox, the Sheet's CSV and, without --database, the
+    /// SQLite log); default data/simulate/seed-<S>-<wall-clock time>.
+    #[arg(long)]
+    pub output: Option<std::path::PathBuf>,
+    /// Skip the end-of-run invariant checks (they rebuild every projection).
+    #[arg(long)]
+    pub no_check: bool,
+    /// Print the summary as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

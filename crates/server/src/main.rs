@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
         Command::Replay(replay) => commands::replay::run(&cli.global, replay).await,
         Command::Audit(args) => commands::audit::run(&cli.global, args).await,
         Command::Import(args) => commands::import::run(&cli.global, args).await,
+        Command::Simulate(args) => commands::simulate::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,7 +38,12 @@ async fn main() -> ExitCode {
 /// Logs go to stderr as text (stdout is for the command's output); level from `RUST_LOG`.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // A command's refusal (a duplicate URL, a lead already stopped) is an expected answer
+        // that the caller handles; the handler's span logs it as an error, so it is hidden by
+        // default.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,salesdept_events::domain::handler=off")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

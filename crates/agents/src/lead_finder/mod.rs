@@ -15,6 +15,7 @@
 //! the Sales Manager and the review queue). At most `max_leads_per_day` new leads per search.
 
 pub mod feedback;
+pub mod handler;
 
 use std::sync::Arc;
 

@@ -1,0 +1,478 @@
+//! The whole department: the real agents and adapters wired together, a schedule of their jobs
+//! and a scheduler that runs them.
+//!
+//! - [`schedule`]: the timetable ([`Schedule`], [`JobKind`], [`Recurrence`]).
+//! - [`driver`]: the [`Scheduler`] port, the [`JobRunner`] the department is, and the
+//!   discrete-event [`SimulatedDriver`] behind `salesdept simulate`.
+//! - [`Department`]: the Lead Finder, Outreach and the Sales Manager on one store, with the
+//!   subscriptions that feed them and the projections (lead table, reports, the Sheet's CSV).
+//! - [`summary`]: what a run did, computed from the event log alone.
+//! - [`checks`]: the invariants a run must keep, checked from the event log alone.
+
+pub mod checks;
+pub mod driver;
+pub mod schedule;
+pub mod summary;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use salesdept_events::domain::search::SearchCriteria;
+use salesdept_events::domain::{AccountId, AccountLimits};
+use salesdept_events::{
+    Handler, Store, StoreError, Subscription, SubscriptionError, SubscriptionOptions,
+};
+use salesdept_projections::leads::LeadTableHandler;
+use salesdept_projections::reports::ReportsProjection;
+use salesdept_projections::sheet::{CsvFileSink, SheetSync};
+
+pub use driver::{
+    Activity, DayDone, DriverError, DriverReport, JobError, JobOutcome, JobRunner, Scheduler,
+    SimulatedDriver,
+};
+pub use schedule::{JobKind, Recurrence, Schedule, ScheduleSettings, ScheduledJob};
+
+use crate::clock::Clock;
+use crate::lead_finder::handler::{LEAD_FINDER_SUBSCRIPTION, LeadFinderHandler, ScheduledSearch};
+use crate::lead_finder::{FinderSettings, LeadFinder};
+use crate::linkedin::LinkedInPort;
+use crate::llm::RulesOnly;
+use crate::mail::{FileOutbox, MailPort, Mailbox};
+use crate::manager::{ManagerSettings, SalesManager};
+use crate::outreach::{
+    HandOver, HandOverConfig, HandOverHandler, OUTREACH_SUBSCRIPTION, OutreachAgent,
+    OutreachSettings, SendingAccount,
+};
+use crate::sandbox::{SandboxLinkedIn, SandboxNetwork};
+
+/// The subscription the hand-over mails run under.
+pub const HAND_OVER_SUBSCRIPTION: &str = "hand_over";
+
+/// One sending account: its id and limits (in priority order in [`DepartmentSettings`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountSettings {
+    pub id: AccountId,
+    pub limits: AccountLimits,
+}
+
+/// Everything the department is built from (the server maps its configuration onto this).
+#[derive(Clone, Debug)]
+pub struct DepartmentSettings {
+    /// Sending accounts in priority order: the first is the primary, the others reserves.
+    pub accounts: Vec<AccountSettings>,
+    pub schedule: ScheduleSettings,
+    pub finder: FinderSettings,
+    /// What the Lead Finder searches for on its own schedule.
+    pub search: SearchCriteria,
+    pub outreach: OutreachSettings,
+    pub manager: ManagerSettings,
+    /// Who hand-over mails come from and go to.
+    pub hand_over: HandOverConfig,
+    /// Where mails are written (the file outbox, the embedded default).
+    pub outbox_dir: PathBuf,
+    /// The Sheet's CSV file, synced on the schedule; None leaves the Sheet out.
+    pub sheet_csv: Option<PathBuf>,
+    /// Tuning of every subscription. The lease is short so a department restarted after a crash
+    /// takes the subscriptions over within seconds.
+    pub subscription: SubscriptionOptions,
+}
+
+impl DepartmentSettings {
+    /// The embedded defaults with `accounts` sending accounts named `primary`, `reserve-1`, …
+    pub fn embedded(accounts: u32, outbox_dir: PathBuf, sheet_csv: Option<PathBuf>) -> Self {
+        let accounts = (0..accounts.max(1))
+            .map(|index| AccountSettings {
+                id: AccountId::parse(&if index == 0 {
+                    "primary".to_owned()
+                } else {
+                    format!("reserve-{index}")
+                })
+                .expect("a valid account id"),
+                limits: AccountLimits::default(),
+            })
+            .collect();
+        Self {
+            accounts,
+            schedule: ScheduleSettings::default(),
+            finder: FinderSettings::default(),
+            search: default_search(),
+            outreach: OutreachSettings::default(),
+            manager: ManagerSettings {
+                search: default_search(),
+                ..ManagerSettings::default()
+            },
+            hand_over: HandOverConfig {
+                from: "salesdept <salesdept@localhost>"
+                    .parse()
+                    .expect("a valid mailbox"),
+                team: vec!["sales-team@localhost".parse().expect("a valid mailbox")],
+                message_id_domain: "salesdept.localhost".into(),
+            },
+            outbox_dir,
+            sheet_csv,
+            subscription: SubscriptionOptions {
+                lease_ttl: Duration::from_secs(3),
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(500),
+                ..SubscriptionOptions::default()
+            },
+        }
+    }
+}
+
+/// The seed's search strategy: founders, CTOs, engineering and developer-marketing leaders.
+pub fn default_search() -> SearchCriteria {
+    SearchCriteria {
+        positions: [
+            "CTO",
+            "Founder",
+            "VP Engineering",
+            "Head of Developer Marketing",
+            "Developer Relations",
+            "Partnerships",
+        ]
+        .map(String::from)
+        .to_vec(),
+        limit: 100,
+        ..SearchCriteria::default()
+    }
+}
+
+/// A hook that wraps each account's LinkedIn adapter (tests use it to crash mid-send).
+pub type LinkedInWrapper =
+    Arc<dyn Fn(&AccountId, Arc<dyn LinkedInPort>) -> Arc<dyn LinkedInPort> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DepartmentError {
+    #[error("the department needs at least one sending account")]
+    NoAccounts,
+    #[error("cannot open the mail outbox: {0}")]
+    Outbox(#[from] crate::mail::MailError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
+    #[error("the subscriptions did not reach the head of the log within {0:?}")]
+    CatchUpTimeout(Duration),
+}
+
+/// The department: agents, adapters and subscriptions on one store.
+pub struct Department {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    network: Arc<SandboxNetwork>,
+    settings: DepartmentSettings,
+    outreach: Arc<OutreachAgent<Store, RulesOnly>>,
+    manager: SalesManager<Store, RulesOnly>,
+    scheduled_search: ScheduledSearch,
+    sheet: Option<SheetSync>,
+    subscriptions: Vec<Subscription>,
+    leads_found: Arc<AtomicU64>,
+}
+
+impl Department {
+    /// Wires the department on the embedded adapters: the sandbox network (one
+    /// [`SandboxLinkedIn`] per account), the rules instead of an LLM, the file outbox, the CSV
+    /// Sheet.
+    pub async fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        network: Arc<SandboxNetwork>,
+        settings: DepartmentSettings,
+    ) -> Result<Self, DepartmentError> {
+        Self::with_linkedin(store, clock, network, settings, None).await
+    }
+
+    /// As [`Department::new`], with each account's adapter passed through `wrap`.
+    pub async fn with_linkedin(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        network: Arc<SandboxNetwork>,
+        settings: DepartmentSettings,
+        wrap: Option<LinkedInWrapper>,
+    ) -> Result<Self, DepartmentError> {
+        if settings.accounts.is_empty() {
+            return Err(DepartmentError::NoAccounts);
+        }
+        let store = Arc::new(store);
+        let accounts: Vec<SendingAccount> = settings
+            .accounts
+            .iter()
+            .map(|account| {
+                let sandbox: Arc<dyn LinkedInPort> = Arc::new(SandboxLinkedIn::new(
+                    Arc::clone(&network),
+                    Arc::clone(&clock),
+                    account.id.to_string(),
+                ));
+                let linkedin = match &wrap {
+                    Some(wrap) => wrap(&account.id, sandbox),
+                    None => sandbox,
+                };
+                SendingAccount {
+                    id: account.id.clone(),
+                    limits: account.limits.clone(),
+                    linkedin,
+                }
+            })
+            .collect();
+        let llm = Arc::new(RulesOnly);
+        // The Lead Finder searches through the primary account's adapter.
+        let finder = Arc::new(LeadFinder::new(
+            Arc::clone(&store),
+            Arc::clone(&accounts[0].linkedin),
+            Arc::clone(&llm),
+            Arc::clone(&clock),
+            settings.finder.clone(),
+        ));
+        let leads_found = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&leads_found);
+        let finder_handler = LeadFinderHandler::new(finder).on_outcome(move |outcome| {
+            counter.fetch_add(outcome.leads.len() as u64, Ordering::Relaxed);
+        });
+        let outreach = Arc::new(OutreachAgent::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::clone(&llm),
+            accounts.clone(),
+            settings.outreach.clone(),
+        ));
+        let mail: Arc<dyn MailPort> =
+            Arc::new(FileOutbox::open(&settings.outbox_dir, Duration::from_secs(10)).await?);
+        let manager = SalesManager::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::clone(&llm),
+            Arc::clone(&mail),
+            settings
+                .accounts
+                .iter()
+                .map(|account| (account.id.clone(), account.limits.clone()))
+                .collect(),
+            settings.manager.clone(),
+        );
+        let hand_over = HandOverHandler::new(HandOver::new(
+            Arc::clone(&store),
+            Arc::clone(&mail),
+            settings.hand_over.clone(),
+        ));
+        let scheduled_search = ScheduledSearch::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            settings.search.clone(),
+            settings.schedule.search_every,
+        );
+        let sheet = settings.sheet_csv.as_ref().map(|path| {
+            SheetSync::new(
+                store.as_ref().clone(),
+                Arc::new(CsvFileSink::new(path.clone())),
+            )
+        });
+        let subscription = |name: &str, handler: Arc<dyn Handler>| {
+            Subscription::new(name, store.as_ref().clone(), handler)
+                .with_options(settings.subscription.clone())
+        };
+        // Agents first (their appends feed the projections in the same round), projections
+        // last.
+        let subscriptions = vec![
+            subscription(LEAD_FINDER_SUBSCRIPTION, Arc::new(finder_handler)),
+            subscription(OUTREACH_SUBSCRIPTION, outreach.handler()),
+            subscription(HAND_OVER_SUBSCRIPTION, Arc::new(hand_over)),
+            subscription(
+                salesdept_projections::leads::SUBSCRIPTION_NAME,
+                Arc::new(LeadTableHandler::new()),
+            ),
+            subscription(
+                salesdept_projections::reports::SUBSCRIPTION,
+                Arc::new(ReportsProjection),
+            ),
+        ];
+        Ok(Self {
+            store,
+            clock,
+            network,
+            settings,
+            outreach,
+            manager,
+            scheduled_search,
+            sheet,
+            subscriptions,
+            leads_found,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Today in the department's time zone.
+    fn today(&self) -> chrono::NaiveDate {
+        self.clock
+            .now()
+            .with_timezone(&self.settings.schedule.time_zone)
+            .date_naive()
+    }
+
+    /// The department's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn settings(&self) -> &DepartmentSettings {
+        &self.settings
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        Schedule::new(&self.settings.schedule)
+    }
+
+    /// The limits of every account, for the checks.
+    pub fn account_limits(&self) -> Vec<(AccountId, AccountLimits)> {
+        self.settings
+            .accounts
+            .iter()
+            .map(|account| (account.id.clone(), account.limits.clone()))
+            .collect()
+    }
+
+    /// The team's mailboxes.
+    pub fn team(&self) -> &[Mailbox] {
+        &self.settings.hand_over.team
+    }
+
+    /// Runs every subscription until none has anything left and (on PostgreSQL, whose
+    /// whole-log horizon is cluster-wide) every one has reached the head of the log.
+    pub async fn catch_up_all(&self) -> Result<(), DepartmentError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut handled = 0;
+            let mut lowest: Option<i64> = None;
+            for subscription in &self.subscriptions {
+                let pass = self.catch_up_one(subscription, deadline).await?;
+                handled += pass.handled + pass.parked;
+                let position = pass.checkpoint.global_position;
+                lowest = Some(lowest.map_or(position, |low| low.min(position)));
+            }
+            if handled > 0 {
+                continue;
+            }
+            let head = head_position(&self.store).await?;
+            if head.is_none_or(|head| lowest.unwrap_or(0) >= head) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(DepartmentError::CatchUpTimeout(Duration::from_secs(60)));
+            }
+            // Another transaction on the server holds the horizon back for a moment.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// One subscription's catch-up, waiting (boundedly) for a crashed predecessor's lease.
+    async fn catch_up_one(
+        &self,
+        subscription: &Subscription,
+        deadline: std::time::Instant,
+    ) -> Result<salesdept_events::subscription::CatchUp, DepartmentError> {
+        loop {
+            match subscription.catch_up().await {
+                Ok(pass) => return Ok(pass),
+                Err(SubscriptionError::LeaseHeld { .. } | SubscriptionError::LeaseLost { .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Gives every subscription's lease back (a clean stop; a crash lets them expire).
+    pub async fn release(&self) -> Result<(), DepartmentError> {
+        for subscription in &self.subscriptions {
+            subscription.release_lease().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The highest global position in the log (None when it is empty).
+async fn head_position(store: &Store) -> Result<Option<i64>, StoreError> {
+    Ok(match store {
+        Store::Postgres(store) => {
+            sqlx::query_scalar("SELECT max(global_position) FROM events")
+                .fetch_one(store.pool())
+                .await?
+        }
+        Store::Sqlite(store) => {
+            sqlx::query_scalar("SELECT max(global_position) FROM events")
+                .fetch_one(store.read_pool())
+                .await?
+        }
+    })
+}
+
+#[async_trait]
+impl JobRunner for Department {
+    async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
+        let mut outcome = JobOutcome::default();
+        // Leads found by searches the last catch-up ran count for this job's progress.
+        outcome.activity.leads_found = self.leads_found.swap(0, Ordering::Relaxed);
+        match job {
+            JobKind::ScheduledSearch => {
+                self.scheduled_search.run().await?;
+            }
+            JobKind::SheetSync => {
+                if let Some(sheet) = &self.sheet {
+                    sheet.sync().await?;
+                }
+            }
+            JobKind::OutreachTick => {
+                let tick = self.outreach.tick().await?;
+                outcome.wake_at = tick.next_due;
+                outcome.activity.invitations += u64::from(tick.invitations_sent);
+                outcome.activity.messages +=
+                    u64::from(tick.messages_sent) + u64::from(tick.follow_ups_sent);
+                outcome.activity.failures += u64::from(tick.failed);
+            }
+            JobKind::InboxCheck => {
+                let pass = self.outreach.check_replies().await?;
+                outcome.activity.replies += pass.replies.len() as u64;
+            }
+            JobKind::Coordination => {
+                let day = self.today();
+                let first = self.manager.coordinate(day).await?;
+                // The day's search runs in the Lead Finder's subscription; once its leads are
+                // in, the same day's coordination allocates what the day still lacks.
+                self.catch_up_all().await?;
+                let second = self.manager.coordinate(day).await?;
+                outcome.activity.allocated +=
+                    (first.allocated.len() + second.allocated.len()) as u64;
+            }
+            JobKind::DailyReport => {
+                let yesterday = self.today().pred_opt().unwrap_or_else(|| self.today());
+                self.manager.daily_report(yesterday).await?;
+            }
+            JobKind::WeeklyStrategy => {
+                self.manager.optimise_strategy().await?;
+            }
+            JobKind::Monitoring => {
+                self.manager.monitor().await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn catch_up(&self) -> Result<(), JobError> {
+        self.catch_up_all().await?;
+        // Leads found by searches that ran during the catch-up count for the next progress line.
+        Ok(())
+    }
+
+    fn next_external_event(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.network.next_event_after(after)
+    }
+}
