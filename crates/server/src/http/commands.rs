@@ -284,3 +284,20 @@ pub async fn request_search(
     answer["search_id"] = json!(search_id);
     Ok((status, Json(answer)))
 }
+
+/// `POST /api/leads/{id}/forget` (admin): crypto-shredding, as `salesdept forget`. The data key
+/// is deleted first, so the person's data is unreadable even if recording `lead_forgotten`
+/// fails; a repeat records it.
+pub async fn forget(
+    super::auth::Admin(user): super::auth::Admin,
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use salesdept_events::EventStore;
+    let stream = lead_stream(id);
+    if state.store.stream_version(&stream).await?.is_none() {
+        return Err(ApiError::not_found(format!("there is no lead {id}")));
+    }
+    state.store.forget_subject(&stream).await?;
+    lead_command(&state, &user, id, LeadCommand::Forget).await
+}

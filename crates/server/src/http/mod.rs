@@ -93,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
             post(commands::classification),
         )
         .route("/api/leads/{id}/score", post(commands::score))
+        .route("/api/leads/{id}/forget", post(commands::forget))
         .route("/api/events", get(events::list))
         .route("/api/reports/daily", get(reports::daily))
         .route("/api/reports/funnel", get(reports::funnel))

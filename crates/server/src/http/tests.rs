@@ -696,6 +696,27 @@ async fn missing_or_wrong_tokens_are_401_and_low_roles_403() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let paused = events_of(&store, DEPARTMENT_STREAM).await;
     assert_eq!(paused[0].metadata.actor, Actor::human("root"));
+    // Forgetting is the admin's.
+    let (forgotten, _) = seed_lead(&store, "Hedy Lamarr", Uuid::now_v7()).await;
+    let path = format!("/api/leads/{forgotten}/forget");
+    let (status, _) = post(&app, &path, OPERATOR_TOKEN, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = post(&app, &path, ADMIN_TOKEN, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let last = events_of(&store, &lead_stream(forgotten))
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(last.event_type, "lead_forgotten");
+    assert_eq!(last.metadata.actor, Actor::human("root"));
+    let (status, _) = post(
+        &app,
+        &format!("/api/leads/{}/forget", Uuid::now_v7()),
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = get(&app, "/api/nothing-here", VIEWER_TOKEN).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
