@@ -225,7 +225,11 @@ fn authenticate(parts: &Parts, state: &ApiState, needed: Role) -> Result<User, A
     let token = header
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| {
+            // The scheme is case-insensitive (RFC 9110).
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .ok_or_else(|| {

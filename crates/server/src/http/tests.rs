@@ -685,6 +685,22 @@ async fn missing_or_wrong_tokens_are_401_and_low_roles_403() {
     }
     let (status, body) = get(&app, "/api/dead-letters", ADMIN_TOKEN).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/api/leads")
+                .header("authorization", format!("bearer {VIEWER_TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the scheme is case-insensitive"
+    );
     // The admin may do what an operator may.
     let (status, body) = post(
         &app,
