@@ -140,6 +140,7 @@ where
         actor: filter.actor.clone(),
         event_type: filter.event_type.clone(),
         stream_prefix: None,
+        correlation_id: None,
         order: EventOrder::Global,
         after: EventCursor::Start,
         limit: AUDIT_PAGE,

@@ -40,6 +40,32 @@ pub struct AgentsConfig {
     pub lead_finder: LeadFinderConfig,
     pub outreach: OutreachConfig,
     pub sheet: SheetConfig,
+    pub api: ApiConfig,
+}
+
+/// The HTTP API (`api:`): bearer tokens, each with a user and a role. A token is given as
+/// `token_sha256` (its SHA-256, hex) or as `token` (e.g. `"${API_TOKEN}"`), hashed while it is
+/// read and never kept.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub tokens: Vec<ApiTokenConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    pub user: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: crate::http::Role,
+    #[serde(default)]
+    pub token_sha256: Option<crate::http::TokenHash>,
+    #[serde(
+        default,
+        skip_serializing,
+        deserialize_with = "crate::http::TokenHash::deserialize_plain"
+    )]
+    pub token: Option<crate::http::TokenHash>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -174,6 +200,7 @@ impl Default for AgentsConfig {
             lead_finder: LeadFinderConfig::default(),
             outreach: OutreachConfig::default(),
             sheet: SheetConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -541,7 +568,29 @@ impl AgentsConfig {
                 parse_zone(zone).map_err(|m| invalid(&format!("{key}.timezone"), m))?;
             }
         }
-        self.sheet.validate(file)
+        self.sheet.validate(file)?;
+        for (index, token) in self.api.tokens.iter().enumerate() {
+            let key = format!("api.tokens[{index}]");
+            if token.user.trim().is_empty() || token.user.trim() != token.user {
+                return Err(invalid(&format!("{key}.user"), "must name the user".into()));
+            }
+            let hash = match (&token.token_sha256, &token.token) {
+                (Some(hash), None) | (None, Some(hash)) => hash,
+                _ => {
+                    return Err(invalid(
+                        &key,
+                        "give exactly one of token_sha256 and token".into(),
+                    ));
+                }
+            };
+            if self.api.tokens[..index]
+                .iter()
+                .any(|other| other.token_sha256.as_ref().or(other.token.as_ref()) == Some(hash))
+            {
+                return Err(invalid(&key, "the same token is listed twice".into()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -769,6 +818,91 @@ mod tests {
             assert!(
                 message.contains(key) && message.contains("agents.yaml"),
                 "{yaml:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail fixes the closure's error type"
+    )]
+    fn api_tokens_are_read_hashed_and_never_kept() {
+        let hash = crate::http::TokenHash::of("viewer-token-0123456789");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SALESDEPT_TEST_API_TOKEN", "operator-token-0123456789");
+            jail.create_file(
+                "agents.yaml",
+                &format!(
+                    "api:\n  tokens:\n    - {{user: ana, role: operator, token: \"${{SALESDEPT_TEST_API_TOKEN}}\"}}\n    - {{user: bo, role: viewer, token_sha256: {}}}\n",
+                    hash.to_hex()
+                ),
+            )?;
+            let config = load_agents(Path::new(".")).map_err(|error| error.to_string())?;
+            let debug = format!("{config:?}");
+            assert!(!debug.contains("operator-token-0123456789"), "{debug}");
+            assert!(!debug.contains(&hash.to_hex()), "{debug}");
+            let printed = serde_yaml::to_string(&config).unwrap();
+            assert!(!printed.contains("operator-token-0123456789"), "{printed}");
+            let tokens = crate::http::ApiTokens::from_config(&config.api);
+            assert_eq!(
+                tokens
+                    .authenticate("operator-token-0123456789")
+                    .unwrap()
+                    .name,
+                "ana"
+            );
+            assert_eq!(
+                tokens.authenticate("viewer-token-0123456789").unwrap().role,
+                crate::http::Role::Viewer
+            );
+            assert!(tokens.authenticate("viewer-token-012345678").is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_api_tokens_name_the_key_and_never_echo_the_token() {
+        for (yaml, key) in [
+            (
+                "api:\n  tokens:\n    - {user: ana, role: root, token: abcdefghijklmnopq}\n",
+                "role",
+            ),
+            (
+                "api:\n  tokens:\n    - {user: ana, role: viewer, token: short}\n",
+                "token",
+            ),
+            (
+                "api:\n  tokens:\n    - {user: ana, role: viewer, token: 12345678901234567890}\n",
+                "token",
+            ),
+            (
+                "api:\n  tokens:\n    - {user: ana, role: viewer, token_sha256: abcdefghijklmnopq}\n",
+                "token_sha256",
+            ),
+            (
+                "api:\n  tokens:\n    - {user: ana, role: viewer}\n",
+                "api.tokens[0]",
+            ),
+            (
+                "api:\n  tokens:\n    - {user: \" \", role: viewer, token: abcdefghijklmnopq}\n",
+                "api.tokens[0].user",
+            ),
+            (
+                "api:\n  tokens:\n    - {user: a, role: viewer, token: abcdefghijklmnopq}\n    - {user: b, role: admin, token: abcdefghijklmnopq}\n",
+                "api.tokens[1]",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), yaml);
+            let message = load_agents(dir.path()).unwrap_err().to_string();
+            assert!(
+                message.contains(key) && message.contains("agents.yaml"),
+                "{yaml:?}: {message}"
+            );
+            assert!(
+                !message.contains("abcdefghijklmnopq") && !message.contains("12345678901234567890"),
+                "a token reached the message: {message}"
             );
         }
     }

@@ -20,7 +20,24 @@ domain_events! {
         DailyReportGenerated(DailyReportGenerated) = "daily_report_generated",
         DailyReportMailed(DailyReportMailed) = "daily_report_mailed",
         CoordinationCompleted(CoordinationCompleted) = "coordination_completed",
+        AgentPaused(AgentPaused) = "agent_paused",
+        AgentResumed(AgentResumed) = "agent_resumed",
     }
+}
+
+/// A person paused an agent (e.g. `outreach`): it does no work until resumed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentPaused {
+    pub agent: String,
+    /// Why, without personal data.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A paused agent may work again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentResumed {
+    pub agent: String,
 }
 
 /// How the Sales Manager allocates from now on.
@@ -218,6 +235,10 @@ pub enum DepartmentCommand {
     },
     /// A coordination run's outcome (a no-op when it equals the day's last record).
     RecordCoordination(CoordinationCompleted),
+    /// Pause an agent (a no-op when it is paused already).
+    PauseAgent { agent: String, reason: String },
+    /// Resume a paused agent (a no-op when it is not paused).
+    ResumeAgent { agent: String },
 }
 
 /// What the department's rules need to remember.
@@ -231,6 +252,8 @@ pub struct DepartmentState {
     pub agent_errors: u64,
     /// The last coordination record of each day.
     pub coordinations: BTreeMap<NaiveDate, CoordinationCompleted>,
+    /// Agents a person paused and did not resume yet.
+    pub paused_agents: BTreeSet<String>,
 }
 
 impl Aggregate for DepartmentState {
@@ -252,6 +275,12 @@ impl Aggregate for DepartmentState {
             }
             DepartmentEvent::CoordinationCompleted(record) => {
                 self.coordinations.insert(record.date, record.clone());
+            }
+            DepartmentEvent::AgentPaused(paused) => {
+                self.paused_agents.insert(paused.agent.clone());
+            }
+            DepartmentEvent::AgentResumed(resumed) => {
+                self.paused_agents.remove(&resumed.agent);
             }
         }
         self
@@ -414,6 +443,31 @@ impl Aggregate for DepartmentState {
                 }
                 Ok(vec![record.clone().into()])
             }
+            DepartmentCommand::PauseAgent { agent, reason } => {
+                non_blank_text(agent, "pausing needs the agent's name")?;
+                if self.paused_agents.contains(agent) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![
+                    AgentPaused {
+                        agent: agent.clone(),
+                        reason: reason.clone(),
+                    }
+                    .into(),
+                ])
+            }
+            DepartmentCommand::ResumeAgent { agent } => {
+                non_blank_text(agent, "resuming needs the agent's name")?;
+                if !self.paused_agents.contains(agent) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![
+                    AgentResumed {
+                        agent: agent.clone(),
+                    }
+                    .into(),
+                ])
+            }
         }
     }
 }
@@ -474,6 +528,45 @@ mod tests {
             message: "reply rate below target".into(),
         }
         .into()
+    }
+
+    #[test]
+    fn an_agent_is_paused_once_and_resumed_once() {
+        let pause = || DepartmentCommand::PauseAgent {
+            agent: "outreach".into(),
+            reason: "holiday".into(),
+        };
+        let paused: DepartmentEvent = AgentPaused {
+            agent: "outreach".into(),
+            reason: "holiday".into(),
+        }
+        .into();
+        let resumed: DepartmentEvent = AgentResumed {
+            agent: "outreach".into(),
+        }
+        .into();
+        given::<DepartmentState>([])
+            .when(pause())
+            .then([paused.clone()]);
+        given::<DepartmentState>([paused.clone()])
+            .when(pause())
+            .then([]);
+        let resume = || DepartmentCommand::ResumeAgent {
+            agent: "outreach".into(),
+        };
+        given::<DepartmentState>([]).when(resume()).then([]);
+        given::<DepartmentState>([paused.clone()])
+            .when(resume())
+            .then([resumed.clone()]);
+        let state = DepartmentState::fold([&paused, &resumed]);
+        assert!(state.paused_agents.is_empty());
+        let error = given::<DepartmentState>([])
+            .when(DepartmentCommand::PauseAgent {
+                agent: " ".into(),
+                reason: String::new(),
+            })
+            .then_err();
+        assert!(matches!(error, DomainError::InvalidCommand(_)), "{error:?}");
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct EventQuery {
     pub event_type: Option<String>,
     /// Only streams whose id starts with this (e.g. `lead-`).
     pub stream_prefix: Option<String>,
+    /// Only events with this `metadata.correlation_id`.
+    pub correlation_id: Option<uuid::Uuid>,
     pub order: EventOrder,
     /// Where the previous page ended.
     pub after: EventCursor,
@@ -122,6 +124,7 @@ impl Default for EventQuery {
             actor: None,
             event_type: None,
             stream_prefix: None,
+            correlation_id: None,
             order: EventOrder::Global,
             after: EventCursor::Start,
             limit: 1000,

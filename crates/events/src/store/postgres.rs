@@ -581,6 +581,10 @@ impl PostgresEventStore {
                 .push_bind(like_prefix(prefix))
                 .push(" ESCAPE '\\'");
         }
+        if let Some(correlation_id) = query.correlation_id {
+            sql.push(" AND metadata->>'correlation_id' = ")
+                .push_bind(correlation_id.to_string());
+        }
         match &query.after {
             EventCursor::Start => {}
             EventCursor::Global(position) => {

@@ -260,6 +260,10 @@ impl SqliteEventStore {
                 .push(") = ")
                 .push_bind(prefix.clone());
         }
+        if let Some(correlation_id) = query.correlation_id {
+            sql.push(" AND json_extract(metadata, '$.correlation_id') = ")
+                .push_bind(correlation_id.to_string());
+        }
         match &query.after {
             EventCursor::Start => {}
             EventCursor::Global(position) => {
