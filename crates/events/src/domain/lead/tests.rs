@@ -2251,7 +2251,9 @@ mod properties {
         let mut initial_messages = 0;
         let mut follow_ups = 0;
         let mut last_sent: Option<DateTime<Utc>> = None;
-        let mut replied = false;
+        let mut unanalysed = 0u32;
+        let mut ended = false;
+        let mut not_before: Option<(u32, DateTime<Utc>)> = None;
         let mut qualified = false;
         let mut notified = 0;
         let mut last_withdrawal: Option<DateTime<Utc>> = None;
@@ -2289,7 +2291,7 @@ mod properties {
                 LeadEvent::MessageSent(sent) => {
                     prop_assert!(allocated, "message to an unallocated lead");
                     prop_assert!(
-                        !replied || sent.kind == MessageKind::Initial,
+                        !(ended || unanalysed > 0) || sent.kind == MessageKind::Initial,
                         "follow-up after a reply"
                     );
                     match sent.kind {
@@ -2304,16 +2306,37 @@ mod properties {
                                 sent.sent_at >= last + policy.delay,
                                 "follow-up too early"
                             );
+                            if let Some((number, not_before)) = not_before {
+                                prop_assert!(
+                                    sent.follow_up_number != Some(number)
+                                        || sent.sent_at >= not_before,
+                                    "follow-up before the return date"
+                                );
+                            }
                         }
                     }
                     prop_assert!(initial_messages <= 1, "a second first message");
                     prop_assert!(follow_ups <= policy.max_follow_ups, "too many follow-ups");
                     last_sent = Some(sent.sent_at);
                 }
-                LeadEvent::FollowUpScheduled(_) => {
-                    prop_assert!(!replied, "follow-up scheduled after a reply")
+                LeadEvent::FollowUpScheduled(scheduled) => {
+                    // Only out-of-office replies (all analysed) leave follow-ups possible.
+                    prop_assert!(
+                        !(ended || unanalysed > 0),
+                        "follow-up scheduled after a reply"
+                    );
+                    if let Some(at) = scheduled.not_before {
+                        prop_assert!(scheduled.due_at >= at, "due before the return date");
+                        not_before = Some((scheduled.follow_up_number, at));
+                    }
                 }
-                LeadEvent::ResponseReceived(_) => replied = true,
+                LeadEvent::ResponseReceived(_) => unanalysed += 1,
+                LeadEvent::ResponseAnalysed(analysed) => {
+                    unanalysed = unanalysed.saturating_sub(1);
+                    if analysed.intent != Intent::OutOfOffice {
+                        ended = true;
+                    }
+                }
                 LeadEvent::LeadQualified(_) => qualified = true,
                 LeadEvent::HumanNotified(_) => {
                     notified += 1;
