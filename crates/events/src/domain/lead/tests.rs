@@ -2467,10 +2467,12 @@ fn an_out_of_office_reply_with_a_return_date_reschedules_the_follow_up_after_it(
         .at(back - TimeDelta::seconds(1))
         .when(send(draft_id(2)))
         .then_error(DomainError::FollowUpTooEarly { not_before: back });
-    lead(ready)
-        .at(back)
-        .when(send(draft_id(2)))
-        .then([sent(draft_id(2), MessageKind::FollowUp, back, Some(1))]);
+    lead(ready).at(back).when(send(draft_id(2))).then([sent(
+        draft_id(2),
+        MessageKind::FollowUp,
+        back,
+        Some(1),
+    )]);
 }
 
 #[test]
@@ -2590,10 +2592,7 @@ fn a_second_out_of_office_reply_reschedules_again() {
         .then_ok();
     let back = at("2026-12-20T00:00:00Z");
     assert_eq!(events[1], scheduled(1, back, Some(back)));
-    assert_eq!(
-        lead(with(history, events)).state().status,
-        LeadStatus::Sent
-    );
+    assert_eq!(lead(with(history, events)).state().status, LeadStatus::Sent);
 }
 
 #[test]
@@ -2635,16 +2634,24 @@ fn an_out_of_office_reply_with_no_follow_up_left_changes_nothing_more() {
         [
             drafted(draft_id(2), MessageKind::FollowUp, Some(1)),
             approved(draft_id(2)),
-            sent(draft_id(2), MessageKind::FollowUp, at("2026-11-06T10:00:00Z"), Some(1)),
+            sent(
+                draft_id(2),
+                MessageKind::FollowUp,
+                at("2026-11-06T10:00:00Z"),
+                Some(1),
+            ),
             drafted(draft_id(3), MessageKind::FollowUp, Some(2)),
             approved(draft_id(3)),
-            sent(draft_id(3), MessageKind::FollowUp, at("2026-11-11T10:00:00Z"), Some(2)),
+            sent(
+                draft_id(3),
+                MessageKind::FollowUp,
+                at("2026-11-11T10:00:00Z"),
+                Some(2),
+            ),
             response(1, at("2026-11-12T10:00:00Z")),
         ],
     );
-    let events = lead(history.clone())
-        .when(out_of_office(1, None))
-        .then_ok();
+    let events = lead(history.clone()).when(out_of_office(1, None)).then_ok();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         lead(with(history, events)).state().status,
@@ -2661,9 +2668,7 @@ fn an_out_of_office_reply_before_the_first_message_resumes_nothing() {
             response(1, at("2026-11-21T08:00:00Z")),
         ],
     );
-    let events = lead(history.clone())
-        .when(out_of_office(1, None))
-        .then_ok();
+    let events = lead(history.clone()).when(out_of_office(1, None)).then_ok();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         lead(with(history, events)).state().status,
