@@ -876,6 +876,8 @@ async fn a_positive_reply_is_handed_over_by_exactly_one_mail(store: Store) {
                 confidence: Confidence::parse(0.9).unwrap(),
                 rationale: None,
                 hand_over_to: "sales-team".into(),
+                return_date: None,
+                policy: Default::default(),
             },
         )
         .await;

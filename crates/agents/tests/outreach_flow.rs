@@ -22,6 +22,7 @@ use salesdept_agents::outreach::{
 };
 use salesdept_agents::rules::profile::Profile;
 use salesdept_agents::rules::templates::{self, MessageContext, MessageKind, TemplateVariant};
+use salesdept_agents::sandbox::{SandboxLinkedIn, SandboxNetwork};
 use salesdept_events::domain::department::DepartmentEvent;
 use salesdept_events::domain::lead::{
     DiscoverLead, DraftState, LeadCommand, LeadEvent, LeadSource, LeadState, Priority,
@@ -295,6 +296,33 @@ impl<L: LlmPort + 'static> World<L> {
         }
     }
 
+    /// The agent's one account on the sandbox network instead of the scripted provider.
+    fn on_sandbox(store: Store, network: Arc<SandboxNetwork>) -> World<RulesOnly> {
+        let mut world = World::new(store);
+        let sandbox = SandboxLinkedIn::new(
+            network,
+            Arc::new(world.clock.clone()) as Arc<dyn Clock>,
+            "primary",
+        );
+        world.agent = Arc::new(OutreachAgent::new(
+            Arc::new(world.store.clone()),
+            Arc::new(world.clock.clone()) as Arc<dyn Clock>,
+            Arc::clone(&world.llm),
+            vec![SendingAccount {
+                id: AccountId::parse("primary").unwrap(),
+                limits: AccountLimits::default(),
+                linkedin: Arc::new(sandbox) as Arc<dyn LinkedInPort>,
+            }],
+            world.settings.clone(),
+        ));
+        world.subscription = Subscription::new(
+            OUTREACH_SUBSCRIPTION,
+            world.store.clone(),
+            world.agent.handler(),
+        );
+        world
+    }
+
     /// A new process on the same store and provider: a new agent, its subscription replaying
     /// the log from the start under another name.
     fn restart(&mut self, subscription_name: &str) {
@@ -323,8 +351,13 @@ impl<L: LlmPort + 'static> World<L> {
 
     /// A discovered, classified (with `confidence`), scored and allocated lead.
     async fn allocated_lead(&self, slug: &str, is_connection: bool, confidence: f64) -> Uuid {
+        self.allocated_lead_at(&profile_url(slug), is_connection, confidence)
+            .await
+    }
+
+    async fn allocated_lead_at(&self, url: &str, is_connection: bool, confidence: f64) -> Uuid {
         let lead_id = Uuid::now_v7();
-        let url = LinkedInUrl::parse(&profile_url(slug)).unwrap();
+        let url = LinkedInUrl::parse(url).unwrap();
         let system = || Actor::agent("test");
         self.handler()
             .execute::<UrlReservation>(
@@ -793,6 +826,16 @@ async fn pending_invitations_are_withdrawn(store: Store) {
     assert_eq!(world.linkedin.delivered().len(), 2);
     let tick = world.tick(stale).await;
     assert_eq!(tick.invitations_sent, 0, "{tick:?}");
+    // The scripted provider cannot withdraw: recorded anyway, with a note saying so.
+    let notes: Vec<String> = decoded(&world.events(stale).await)
+        .into_iter()
+        .filter_map(|event| match event {
+            LeadEvent::NoteAdded(added) => added.pii.note,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("was not told"), "{notes:?}");
 }
 
 #[tokio::test]
@@ -1225,4 +1268,222 @@ async fn sqlite_a_crash_mid_send_is_reconciled_by_the_next_process() {
 #[sqlx::test(migrations = "../../migrations/postgres")]
 async fn postgres_a_crash_mid_send_is_reconciled_by_the_next_process(pool: sqlx::PgPool) {
     a_crash_mid_send_is_reconciled_by_the_next_process(postgres(pool)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Out-of-office replies: the follow-up waits for the return date (or the default delay), and a
+// later real reply still cancels the rest.
+
+fn follow_ups_scheduled(
+    events: &[RecordedEvent],
+) -> Vec<(u32, DateTime<Utc>, Option<DateTime<Utc>>)> {
+    decoded(events)
+        .into_iter()
+        .filter_map(|event| match event {
+            LeadEvent::FollowUpScheduled(scheduled) => Some((
+                scheduled.follow_up_number,
+                scheduled.due_at,
+                scheduled.not_before,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn out_of_office_until_a_date_moves_the_follow_up_after_it(store: Store) {
+    let world = World::new(store);
+    let url = profile_url("maya-away");
+    let lead_id = world.allocated_lead("maya-away", true, 0.9).await;
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.messages_sent, 1, "{tick:?}");
+    let first = sent_messages(&world.events(lead_id).await)[0].0;
+    world.advance_by(Duration::hours(5));
+    world.linkedin.reply(
+        &url,
+        "I am out of the office until 12 January with limited access to email.",
+    );
+    world.advance_by(Duration::minutes(30));
+    world.check_replies(lead_id).await;
+    let lead = world.lead(lead_id).await;
+    assert_eq!(lead.status, LeadStatus::Sent, "back to waiting");
+    let back: DateTime<Utc> = "2027-01-12T00:00:00Z".parse().unwrap();
+    let scheduled = follow_ups_scheduled(&world.events(lead_id).await);
+    assert_eq!(
+        scheduled.last(),
+        Some(&(1, back, Some(back))),
+        "{scheduled:?}"
+    );
+
+    // Day 3, when the follow-up was due, and the day before the return: nothing goes out.
+    for at in [
+        first + Duration::days(3),
+        "2027-01-11T12:00:00Z".parse().unwrap(),
+    ] {
+        world.advance_to(at);
+        let tick = world.tick(lead_id).await;
+        assert_eq!(tick.follow_ups_sent, 0, "{at}: {tick:?}");
+        assert_eq!(tick.next_due, Some(back), "{at}: {tick:?}");
+    }
+    assert_eq!(world.linkedin.delivered().len(), 1);
+    // On the return date, in working hours.
+    world.advance_to(back);
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.follow_ups_sent, 0, "before working hours: {tick:?}");
+    world.advance_to(tick.next_due.unwrap());
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.follow_ups_sent, 1, "{tick:?}");
+    let sent = sent_messages(&world.events(lead_id).await);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].1, Some(1));
+    assert!(sent[1].0 >= back + Duration::hours(9), "{:?}", sent[1].0);
+    assert!(sent[1].0 < back + Duration::hours(17), "{:?}", sent[1].0);
+
+    // A real reply the day after cancels the second follow-up for good.
+    world.advance_by(Duration::days(1));
+    world.linkedin.reply(
+        &url,
+        "Thanks! Could you tell me more about the dates and the format?",
+    );
+    world.advance_by(Duration::minutes(30));
+    world.check_replies(lead_id).await;
+    let lead = world.lead(lead_id).await;
+    assert!(lead.reply_ended_sequence(), "{:?}", lead.responses);
+    world.advance_by(Duration::days(30));
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.follow_ups_sent, 0, "{tick:?}");
+    assert_eq!(world.linkedin.delivered().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_out_of_office_until_a_date_moves_the_follow_up_after_it() {
+    let (_directory, store) = sqlite_store().await;
+    out_of_office_until_a_date_moves_the_follow_up_after_it(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_out_of_office_until_a_date_moves_the_follow_up_after_it(pool: sqlx::PgPool) {
+    out_of_office_until_a_date_moves_the_follow_up_after_it(postgres(pool)).await;
+}
+
+async fn out_of_office_without_a_date_waits_the_default_delay(store: Store) {
+    let world = World::new(store);
+    let url = profile_url("maya-off");
+    let lead_id = world.allocated_lead("maya-off", true, 0.9).await;
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.messages_sent, 1, "{tick:?}");
+    world.advance_by(Duration::hours(2));
+    world.linkedin.reply(
+        &url,
+        "I am currently out of the office with limited access to email.",
+    );
+    world.advance_by(Duration::minutes(30));
+    world.check_replies(lead_id).await;
+    let lead = world.lead(lead_id).await;
+    assert_eq!(lead.status, LeadStatus::Sent);
+    let received_at = lead.responses[0].received_at;
+    let not_before = received_at + Duration::days(world.settings.out_of_office_days.into());
+    let scheduled = follow_ups_scheduled(&world.events(lead_id).await);
+    assert_eq!(
+        scheduled.last(),
+        Some(&(1, not_before, Some(not_before))),
+        "{scheduled:?}"
+    );
+    world.advance_to(not_before - Duration::minutes(1));
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.follow_ups_sent, 0, "{tick:?}");
+    world.advance_to(not_before);
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.follow_ups_sent, 1, "{tick:?}");
+    let sent = sent_messages(&world.events(lead_id).await);
+    assert_eq!(sent[1].0, not_before);
+}
+
+#[tokio::test]
+async fn sqlite_out_of_office_without_a_date_waits_the_default_delay() {
+    let (_directory, store) = sqlite_store().await;
+    out_of_office_without_a_date_waits_the_default_delay(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_out_of_office_without_a_date_waits_the_default_delay(pool: sqlx::PgPool) {
+    out_of_office_without_a_date_waits_the_default_delay(postgres(pool)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Withdrawing tells the sandbox provider: the person can no longer accept.
+
+async fn a_withdrawn_invitation_can_no_longer_be_accepted(store: Store) {
+    let network = Arc::new(SandboxNetwork::generate(11, 200));
+    let world = World::<RulesOnly>::on_sandbox(store, Arc::clone(&network));
+    // Invite strangers until one of them is going to accept.
+    let mut chosen = None;
+    for person in network
+        .people()
+        .iter()
+        .filter(|person| !person.is_connection)
+        .take(30)
+    {
+        let lead_id = world
+            .allocated_lead_at(&person.linkedin_url, false, 0.9)
+            .await;
+        let tick = world.tick(lead_id).await;
+        assert_eq!(tick.invitations_sent, 1, "{tick:?}");
+        if let Some(accepts_at) = network.next_event_after(world.clock.now()) {
+            chosen = Some((lead_id, person.linkedin_url.clone(), accepts_at));
+            break;
+        }
+        world.advance_by(Duration::minutes(20));
+    }
+    let (lead_id, url, accepts_at) = chosen.expect("someone accepts an invitation");
+    let invitation = world.lead(lead_id).await.invitation.unwrap();
+
+    world
+        .run(
+            lead_id,
+            Actor::human("team"),
+            LeadCommand::MarkDoNotContact {
+                reason: Some("asked by phone".into()),
+            },
+        )
+        .await;
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.withdrawn, 1, "{tick:?}");
+    assert!(
+        network
+            .withdrawn_at(&invitation.provider_message_id)
+            .is_some(),
+        "the provider was told"
+    );
+    let events = decoded(&world.events(lead_id).await);
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, LeadEvent::NoteAdded(_))),
+        "no 'not told' note when the provider was told"
+    );
+
+    // The acceptance that was coming never happens.
+    world.advance_to(accepts_at + Duration::hours(1));
+    assert!(!network.is_connected(&url, world.clock.now()).unwrap());
+    assert!(
+        network
+            .acceptances_between(accepts_at - Duration::days(5), world.clock.now())
+            .iter()
+            .all(|accepted| accepted.profile_url != url)
+    );
+    world.check_replies(lead_id).await;
+    let lead = world.lead(lead_id).await;
+    assert!(lead.invitation.unwrap().accepted_at.is_none());
+    assert!(!lead.is_connection);
+}
+
+#[tokio::test]
+async fn sqlite_a_withdrawn_invitation_can_no_longer_be_accepted() {
+    let (_directory, store) = sqlite_store().await;
+    a_withdrawn_invitation_can_no_longer_be_accepted(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_a_withdrawn_invitation_can_no_longer_be_accepted(pool: sqlx::PgPool) {
+    a_withdrawn_invitation_can_no_longer_be_accepted(postgres(pool)).await;
 }

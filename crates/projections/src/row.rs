@@ -210,8 +210,13 @@ impl LeadRow {
                 self.add_note_line(&line);
             }
             LeadEvent::FollowUpScheduled(scheduled) => {
+                let after_absence = if scheduled.not_before.is_some() {
+                    " (rescheduled after an out-of-office reply)"
+                } else {
+                    ""
+                };
                 self.add_note_line(&format!(
-                    "Follow-up {} due {}",
+                    "Follow-up {} due {}{after_absence}",
                     scheduled.follow_up_number,
                     scheduled.due_at.format("%Y-%m-%d %H:%M UTC")
                 ));
@@ -311,8 +316,9 @@ impl LeadRow {
 #[cfg(test)]
 mod tests {
     use salesdept_events::domain::lead::{
-        LeadAllocation, LeadDiscovered, LeadForgotten, LeadSource, MessageDrafted, MessageSent,
-        NoteAdded, Priority, ResponseAnalysed, ResponseReceived, ReviewRequested,
+        FollowUpScheduled, LeadAllocation, LeadDiscovered, LeadForgotten, LeadSource,
+        MessageDrafted, MessageSent, NoteAdded, Priority, ResponseAnalysed, ResponseReceived,
+        ReviewRequested,
     };
     use salesdept_events::domain::{
         AccountId, Classification, Confidence, Intent, LinkedInUrl, Pii, QualityScore, Sentiment,
@@ -452,6 +458,60 @@ mod tests {
         assert_eq!(row.response_sentiment, "Positive");
         assert_eq!(row.response_intent, "Interested");
         assert_eq!(row.note_lines().collect::<Vec<_>>(), ["call her on Monday"]);
+    }
+
+    #[test]
+    fn an_out_of_office_reply_puts_the_row_back_to_sent() {
+        let lead_id = Uuid::now_v7();
+        let mut events = journey(lead_id);
+        events.pop(); // no review
+        let LeadEvent::MessageDrafted(draft) = events.last().unwrap().clone() else {
+            unreachable!()
+        };
+        events.extend([
+            LeadEvent::MessageSent(MessageSent {
+                account_id: AccountId::parse("primary").unwrap(),
+                kind: MessageKind::Initial,
+                provider_message_id: "m-1".into(),
+                draft_id: draft.draft_id,
+                slot_id: Uuid::now_v7(),
+                follow_up_number: None,
+                variant: None,
+                sent_at: at(15),
+                pii: Pii::message("Hi Maya"),
+            }),
+            LeadEvent::ResponseReceived(ResponseReceived {
+                response_number: 1,
+                provider_message_id: None,
+                received_at: at(16),
+                pii: Pii::reply("Out of the office until Monday"),
+            }),
+        ]);
+        assert_eq!(fold(lead_id, &events).contact_status, LeadStatus::Responded);
+        events.extend([
+            LeadEvent::ResponseAnalysed(ResponseAnalysed {
+                response_number: 1,
+                sentiment: Sentiment::Neutral,
+                intent: Intent::OutOfOffice,
+                confidence: Confidence::parse(0.9).unwrap(),
+                pii: Pii::default(),
+            }),
+            LeadEvent::FollowUpScheduled(FollowUpScheduled {
+                follow_up_number: 1,
+                due_at: at(20),
+                not_before: Some(at(20)),
+            }),
+        ]);
+        let row = fold(lead_id, &events);
+        assert_eq!(row.contact_status, LeadStatus::Sent);
+        assert_eq!(row.response_intent, "OutOfOffice");
+        let notes: Vec<&str> = row.note_lines().collect();
+        assert!(
+            notes
+                .iter()
+                .any(|line| line.ends_with("(rescheduled after an out-of-office reply)")),
+            "{notes:?}"
+        );
     }
 
     #[test]

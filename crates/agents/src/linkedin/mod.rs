@@ -97,6 +97,19 @@ pub trait LinkedInPort: Send + Sync {
             capability: "looking up a send by its idempotency key",
         })
     }
+
+    /// Take back a pending invitation: `invitation_id` is the id `send_connection_request`
+    /// returned. Once this returns `Ok` the person can no longer accept it; withdrawing an
+    /// invitation already withdrawn is `Ok` too. A provider whose API cannot withdraw answers
+    /// [`LinkedInError::Unsupported`] (the default), and the caller records the withdrawal
+    /// with a note that the provider was not told.
+    async fn withdraw_invitation(&self, invitation_id: &str) -> Result<(), LinkedInError> {
+        let _ = invitation_id;
+        Err(LinkedInError::Unsupported {
+            provider: self.provider(),
+            capability: "withdrawing an invitation",
+        })
+    }
 }
 
 /// The providers this module talks to.

@@ -19,6 +19,9 @@
 //! - `GET /api/v1/chat_attendees/{id}` — "Retrieve an attendee" (Messaging); `profile_url`.
 //! - `GET /api/v1/users/relations?account_id=` — "List all relations" (Users); items carry
 //!   `created_at`, `public_identifier`, `public_profile_url`.
+//! - `DELETE /api/v1/users/invite/sent/{invitation_id}?account_id=` — "Cancel an invitation"
+//!   (Users; the ids `GET /api/v1/users/invite/sent` lists, i.e. the `invitation_id` the send
+//!   returned). A 404 means nothing is pending under that id any more (already withdrawn).
 //!
 //! Errors come as `{"title","detail","type":"errors/<code>","status"}`. The invitation limits
 //! (`cannot_resend_yet`, `cannot_resend_within_24hrs`, `already_invited_recently`,
@@ -380,6 +383,28 @@ impl LinkedInPort for UnipileClient {
             })
         })
         .await
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "unipile"), err)]
+    async fn withdraw_invitation(&self, invitation_id: &str) -> Result<(), LinkedInError> {
+        if invitation_id.trim().is_empty() {
+            return Err(LinkedInError::InvalidRequest(
+                "the invitation id must not be empty".into(),
+            ));
+        }
+        let cancelled: Result<Value, LinkedInError> = self
+            .call(CallKind::Idempotent, "cancel invitation", || {
+                Ok(self
+                    .request(Method::DELETE, &["users", "invite", "sent", invitation_id])?
+                    .query(&[("account_id", self.account_id.as_str())]))
+            })
+            .await;
+        match cancelled {
+            Ok(_) | Err(LinkedInError::NotFound { .. }) => Ok(()),
+            // A 2xx without a readable body still cancelled it.
+            Err(LinkedInError::InvalidResponse { .. }) => Ok(()),
+            Err(other) => Err(other),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(provider = "unipile", key = %key), err)]

@@ -26,11 +26,17 @@
 //! subscription before the tick when both are due: a fresh allocation is drafted by the handler
 //! (the tick drafts it too if the handler has not, under the same draft id).
 //!
-//! Not done here: an OutOfOffice reply does not reschedule a follow-up, because the lead's
-//! rules refuse every follow-up after any reply (`ReplyReceived`, and status Responded allows
-//! no `SendFollowUp`); the return date is logged. Supporting it needs a change in the lead
-//! domain (an OutOfOffice analysis that resumes the sequence, with a `not_before` for
-//! `ScheduleFollowUp`).
+//! An OutOfOffice reply does not end the sequence: its analysis carries the return date the
+//! reply gives, and the lead's rules reschedule the next follow-up not before it (or
+//! `out_of_office_days` after the reply when it gives none) and hand the lead back to Sent;
+//! the tick then sends that follow-up once it is due, under the same caps, gap and working
+//! hours as any send. Any other reply still ends the sequence for good.
+//!
+//! Withdrawing an invitation tells the provider first
+//! ([`LinkedInPort::withdraw_invitation`](crate::linkedin::LinkedInPort::withdraw_invitation),
+//! on the account that sent it); a refusal is retried with the send backoff, and a provider
+//! that cannot withdraw ([`LinkedInError::Unsupported`](crate::linkedin::LinkedInError)) still
+//! gets the withdrawal recorded, with a note that the provider was not told.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -40,7 +46,7 @@ use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use salesdept_events::domain::department::{AlertSeverity, DepartmentCommand, DepartmentState};
 use salesdept_events::domain::lead::{
     InvitationPolicy, LeadCommand, LeadEvent, LeadState, MessageKind as LeadMessageKind, Priority,
-    Review, SendKind, SendOutcome,
+    Review, SendKind, SendOutcome, WithdrawalReason,
 };
 use salesdept_events::domain::streams::{DEPARTMENT_STREAM, lead_id_of};
 use salesdept_events::domain::{
@@ -62,6 +68,7 @@ use super::sequence::{
     rejected_initial_drafts,
 };
 use crate::clock::Clock;
+use crate::linkedin::LinkedInError;
 use crate::llm::{LlmAlert, LlmError, LlmPort};
 use crate::rules::templates::{MessageContext, MessageKind, TemplateVariant};
 
@@ -81,6 +88,9 @@ pub struct OutreachSettings {
     pub follow_up_days: Vec<u32>,
     /// `invitation_withdraw_days` (default 21).
     pub invitation_withdraw_after_days: u32,
+    /// `out_of_office_days` (default 7): after an OutOfOffice reply that gives no return date,
+    /// the next follow-up waits this many days after the reply.
+    pub out_of_office_days: u32,
     /// `response_check_interval_hours` (default 2 h): how often `check_replies` should run,
     /// and how far back the first poll after a start looks (two intervals).
     pub inbox_interval: TimeDelta,
@@ -110,6 +120,7 @@ impl Default for OutreachSettings {
             review_confidence_threshold: 0.6,
             follow_up_days: vec![3, 7],
             invitation_withdraw_after_days: 21,
+            out_of_office_days: 7,
             inbox_interval: TimeDelta::hours(2),
             monthly_note_quota: None,
             max_send_attempts: 3,
@@ -135,6 +146,7 @@ impl OutreachSettings {
         SequencePolicy {
             follow_up_days: self.follow_up_days.clone(),
             invitations: self.invitation_policy(),
+            out_of_office_delay: TimeDelta::days(i64::from(self.out_of_office_days)),
         }
     }
 }
@@ -183,6 +195,10 @@ struct Tracked {
     invitation_unknown: bool,
     /// `agent_error` already recorded for giving up on this lead's sends.
     gave_up: bool,
+    /// The provider refused to withdraw the pending invitation this many times in a row, the
+    /// last at `withdraw_failed_at` (for the backoff; withdrawing again is always safe).
+    withdraw_failures: u32,
+    withdraw_failed_at: Option<DateTime<Utc>>,
     /// The lead journey's correlation id (its first event's).
     correlation: Option<Uuid>,
 }
@@ -425,6 +441,8 @@ impl<S: EventStore + ?Sized + 'static, L: LlmPort + 'static> OutreachAgent<S, L>
         let mut known_version = 0;
         if let Some(previous) = index.leads.get(&lead_id) {
             tracked.gave_up = previous.gave_up;
+            tracked.withdraw_failures = previous.withdraw_failures;
+            tracked.withdraw_failed_at = previous.withdraw_failed_at;
             known_version = previous.version;
         }
         for recorded in &events {
@@ -557,25 +575,8 @@ impl<S: EventStore + ?Sized + 'static, L: LlmPort + 'static> OutreachAgent<S, L>
                 }
             }
             Step::Withdraw { reason } => {
-                let metadata = self.metadata(
-                    step_event_id(lead_id, &format!("withdraw#{}", lead.invitations_sent)),
-                    "invitation_withdrawn",
-                    tracked.correlation,
-                );
-                let command = LeadCommand::WithdrawInvitation {
-                    reason,
-                    policy: self.policy.invitations,
-                };
-                let done = self.run_lead(lead_id, &command, &metadata).await?;
-                self.refresh(index, lead_id).await?;
-                if done.is_some_and(|events| events > 0) {
-                    tick.withdrawn += 1;
-                }
-                Ok(if done.is_some() {
-                    Progress::Again
-                } else {
-                    Progress::Done
-                })
+                self.withdraw(index, lead_id, &tracked, reason, now, pass)
+                    .await
             }
             Step::Invite => {
                 if tracked.invitation_unknown {
@@ -700,6 +701,123 @@ impl<S: EventStore + ?Sized + 'static, L: LlmPort + 'static> OutreachAgent<S, L>
         };
         self.refresh(index, lead_id).await?;
         Ok(progress)
+    }
+
+    /// Takes the lead's pending invitation back: at the provider first (on the account that
+    /// sent it), then in the log. A refusal is retried after the send backoff (doubling, an
+    /// `agent_error` once the attempts are spent, still retried); a provider that cannot
+    /// withdraw still gets the withdrawal recorded, with a note that it was not told.
+    async fn withdraw(
+        &self,
+        index: &mut Index,
+        lead_id: Uuid,
+        tracked: &Tracked,
+        reason: WithdrawalReason,
+        now: DateTime<Utc>,
+        pass: &mut Pass,
+    ) -> Result<Progress, OutreachError> {
+        let lead = &tracked.state;
+        let Some(invitation) = lead.invitation.as_ref().filter(|inv| inv.is_pending()) else {
+            return Ok(Progress::Done);
+        };
+        if let Some(failed_at) = tracked.withdraw_failed_at
+            && tracked.withdraw_failures > 0
+        {
+            let exponent = (tracked.withdraw_failures - 1).min(16);
+            let retry_at = failed_at + self.settings.retry_backoff * 2i32.pow(exponent);
+            if now < retry_at {
+                return Ok(Progress::DueAt(retry_at));
+            }
+        }
+        let port = self
+            .accounts
+            .iter()
+            .find(|account| account.id == invitation.account_id)
+            .map(|account| Arc::clone(&account.linkedin));
+        let told = match &port {
+            Some(port) => port
+                .withdraw_invitation(&invitation.provider_message_id)
+                .await
+                .map_err(|error| match error {
+                    LinkedInError::Unsupported { provider, .. } => Err(format!(
+                        "{provider} cannot withdraw invitations, so it was not told"
+                    )),
+                    other => Ok(other),
+                }),
+            None => Err(Err(format!(
+                "the account {} that sent it is not configured here, so the provider was not \
+                 told",
+                invitation.account_id
+            ))),
+        };
+        let untold = match told {
+            Ok(()) => None,
+            Err(Err(untold)) => Some(untold),
+            Err(Ok(error)) => {
+                tracing::warn!(%lead_id, %error, "the provider refused to withdraw an invitation");
+                let failures = tracked.withdraw_failures + 1;
+                if let Some(entry) = index.leads.get_mut(&lead_id) {
+                    entry.withdraw_failures = failures;
+                    entry.withdraw_failed_at = Some(now);
+                }
+                pass.tick.failed += 1;
+                if failures == self.settings.max_send_attempts {
+                    self.record_agent_error(
+                        "invitation_withdrawn",
+                        &format!(
+                            "the provider refused {failures} times to withdraw an invitation; \
+                             still trying: {error}"
+                        ),
+                        Some(lead_id),
+                        true,
+                        step_event_id(
+                            lead_id,
+                            &format!("withdraw_failed#{}", lead.invitations_sent),
+                        ),
+                    )
+                    .await?;
+                    pass.tick.agent_errors += 1;
+                }
+                let exponent = (failures - 1).min(16);
+                return Ok(Progress::DueAt(
+                    now + self.settings.retry_backoff * 2i32.pow(exponent),
+                ));
+            }
+        };
+        let metadata = self.metadata(
+            step_event_id(lead_id, &format!("withdraw#{}", lead.invitations_sent)),
+            "invitation_withdrawn",
+            tracked.correlation,
+        );
+        let command = LeadCommand::WithdrawInvitation {
+            reason,
+            policy: self.policy.invitations,
+        };
+        let done = self.run_lead(lead_id, &command, &metadata).await?;
+        if done.is_some_and(|events| events > 0) {
+            pass.tick.withdrawn += 1;
+            if let Some(untold) = untold {
+                let note = LeadCommand::AddNote {
+                    text: format!("Invitation withdrawn here only: {untold}; withdraw it by hand"),
+                };
+                let metadata = self.metadata(
+                    step_event_id(lead_id, &format!("withdraw_note#{}", lead.invitations_sent)),
+                    "note_added",
+                    tracked.correlation,
+                );
+                self.run_lead(lead_id, &note, &metadata).await?;
+            }
+        }
+        self.refresh(index, lead_id).await?;
+        if let Some(entry) = index.leads.get_mut(&lead_id) {
+            entry.withdraw_failures = 0;
+            entry.withdraw_failed_at = None;
+        }
+        Ok(if done.is_some() {
+            Progress::Again
+        } else {
+            Progress::Done
+        })
     }
 
     /// Records that the agent stopped trying to reach a lead after repeated refusals.
@@ -1022,11 +1140,17 @@ impl<S: EventStore + ?Sized + 'static, L: LlmPort + 'static> OutreachAgent<S, L>
         if let Some(back) = analysed.return_date(response.received_at) {
             tracing::info!(%lead_id, %back, "out of office until the return date");
         }
+        let received_at = response.received_at;
         let mut metadata =
             CommandMetadata::caused_by(event, Actor::agent(OUTREACH), self.clock.now())
                 .with_step(event.event_id, "response_analysed");
         metadata.llm = analysed.usage.clone();
-        let command = analysed.command(number, &self.settings.hand_over_to);
+        let command = analysed.command(
+            number,
+            received_at,
+            &self.settings.hand_over_to,
+            self.policy.follow_up_policy(),
+        );
         match self
             .handler
             .execute::<LeadState>(&lead_stream(lead_id), &command, &metadata)

@@ -2,12 +2,13 @@
 //! `analyse_reply`), turned into the lead command that records it. The lead's rules then do
 //! the rest in the same append: a positive reply (Interested, InfoRequest, Referral) qualifies
 //! the lead for the team (whose mail the hand-over handler sends), NotInterested closes it
-//! lost and DoNotContact stops it for good.
+//! lost, DoNotContact stops it for good, and OutOfOffice reschedules the next follow-up after
+//! the return date the reply gives (or a configured delay).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use salesdept_events::LlmUsage;
 use salesdept_events::domain::Intent;
-use salesdept_events::domain::lead::LeadCommand;
+use salesdept_events::domain::lead::{FollowUpPolicy, LeadCommand};
 
 use crate::llm::answers::{ReplyAssessment, analyse_reply_task};
 use crate::llm::{AgentName, AnswerSource, LlmAlert, LlmError, LlmPort};
@@ -34,9 +35,17 @@ impl AnalysedReply {
             .resolve(received_at.date_naive())
     }
 
-    /// The command that records the analysis of reply `response_number`; a positive reply is
-    /// handed over to `hand_over_to`.
-    pub fn command(&self, response_number: u32, hand_over_to: &str) -> LeadCommand {
+    /// The command that records the analysis of reply `response_number` (received at
+    /// `received_at`); a positive reply is handed over to `hand_over_to`, an OutOfOffice one
+    /// reschedules the next follow-up under `policy` not before its return date (or
+    /// `policy.out_of_office_delay` after the reply when it gives none).
+    pub fn command(
+        &self,
+        response_number: u32,
+        received_at: DateTime<Utc>,
+        hand_over_to: &str,
+        policy: FollowUpPolicy,
+    ) -> LeadCommand {
         LeadCommand::AnalyseResponse {
             response_number,
             sentiment: self.assessment.sentiment,
@@ -44,6 +53,8 @@ impl AnalysedReply {
             confidence: self.assessment.confidence,
             rationale: Some(self.assessment.rationale.clone()),
             hand_over_to: hand_over_to.to_owned(),
+            return_date: self.return_date(received_at),
+            policy,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! The sequence is allocation → first-message draft (held for review when unsure) → an
 //! invitation for a person who is not a connection → the first message once connected → up to
 //! N follow-ups at the configured days after the first message, each scheduled with
-//! `follow_up_scheduled` → stop at the first reply, at do-not-contact or at a close. Every step
+//! `follow_up_scheduled` → stop at the first reply, at do-not-contact or at a close. An
+//! out-of-office reply does not stop it: its analysis reschedules the next follow-up not
+//! before the return date, and the sequence waits for that. Every step
 //! is named by the lead's own state (the draft's id, the invitation's number, the follow-up's
 //! number), so asking again after a crash asks for the same step and never for a new one.
 
@@ -51,6 +53,9 @@ pub struct SequencePolicy {
     /// is the number of follow-ups.
     pub follow_up_days: Vec<u32>,
     pub invitations: InvitationPolicy,
+    /// After an OutOfOffice reply without a return date, how long after the reply the next
+    /// follow-up waits (default 7 days).
+    pub out_of_office_delay: TimeDelta,
 }
 
 impl SequencePolicy {
@@ -67,6 +72,7 @@ impl SequencePolicy {
         FollowUpPolicy {
             max_follow_ups: u32::try_from(self.follow_up_days.len()).unwrap_or(u32::MAX),
             delay: TimeDelta::days(i64::from(smallest.unwrap_or(0))),
+            out_of_office_delay: self.out_of_office_delay,
         }
     }
 
@@ -122,7 +128,16 @@ pub fn next_step(lead: &LeadState, policy: &SequencePolicy, now: DateTime<Utc>) 
             None => Step::Finished,
         };
     }
-    if lead.has_replied() || lead.qualified || lead.human_notified {
+    // Any reply but an out-of-office one ends the sequence; one not analysed yet holds it
+    // (its analysis may end it, or reschedule the follow-up after the person's return).
+    if lead.reply_ended_sequence() || lead.qualified || lead.human_notified {
+        return Step::Finished;
+    }
+    if lead.awaits_analysis() {
+        return Step::Idle;
+    }
+    if lead.status == LeadStatus::Responded {
+        // An out-of-office reply that left nothing to resume.
         return Step::Finished;
     }
     if lead.status == LeadStatus::New {
@@ -194,7 +209,8 @@ fn follow_up_step(
         }
         _ => {
             let last = lead.last_message_sent_at.unwrap_or(first_sent_at);
-            let delay = (due - last).max(TimeDelta::zero());
+            // Never closer to the last message than the smallest gap the lead's rules allow.
+            let delay = (due - last).max(policy.follow_up_policy().delay);
             return Step::ScheduleFollowUp { number, delay };
         }
     }
@@ -216,6 +232,7 @@ mod tests {
         SequencePolicy {
             follow_up_days: vec![3, 7],
             invitations: InvitationPolicy::default(),
+            out_of_office_delay: TimeDelta::days(7),
         }
     }
 
@@ -227,6 +244,7 @@ mod tests {
         let uneven = SequencePolicy {
             follow_up_days: vec![5, 7],
             invitations: InvitationPolicy::default(),
+            out_of_office_delay: TimeDelta::days(7),
         };
         assert_eq!(uneven.follow_up_policy().delay, TimeDelta::days(2));
     }

@@ -40,6 +40,10 @@ pub enum SandboxError {
     NotConnected(String),
     #[error("{0} was already invited")]
     AlreadyInvited(String),
+    #[error("no invitation {0} was sent")]
+    UnknownInvitation(String),
+    #[error("the invitation {0} was already accepted")]
+    AlreadyAccepted(String),
     #[error("{what} is {length} characters, above LinkedIn's limit of {limit}")]
     TooLong {
         what: &'static str,
@@ -109,6 +113,8 @@ struct State {
     replies: Vec<SandboxReply>,
     /// Once someone asked not to be contacted, they never answer again.
     silenced: HashMap<u32, bool>,
+    /// Withdrawn invitations (provider id → when).
+    withdrawn: HashMap<String, DateTime<Utc>>,
 }
 
 /// The synthetic network.
@@ -333,6 +339,45 @@ impl SandboxNetwork {
             idempotency_key: idempotency_key.to_owned(),
         });
         Ok(provider_id)
+    }
+
+    /// Takes back the pending invitation `provider_id`: the person can no longer accept it
+    /// (an acceptance still to come is cancelled). Withdrawing it again changes nothing; one
+    /// the person already accepted cannot be withdrawn.
+    pub fn withdraw_invitation(
+        &self,
+        provider_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SandboxError> {
+        let mut state = self.state();
+        if state.withdrawn.contains_key(provider_id) {
+            return Ok(());
+        }
+        let Some(url) = state
+            .sends
+            .iter()
+            .find(|send| send.kind == SendKind::Invitation && send.provider_id == provider_id)
+            .map(|send| send.profile_url.clone())
+        else {
+            return Err(SandboxError::UnknownInvitation(provider_id.to_owned()));
+        };
+        let person = self.person(&url)?.id;
+        if state
+            .acceptances
+            .iter()
+            .any(|&(id, at)| id == person && at <= now)
+        {
+            return Err(SandboxError::AlreadyAccepted(provider_id.to_owned()));
+        }
+        state.acceptances.retain(|&(id, _)| id != person);
+        state.invited.remove(&person);
+        state.withdrawn.insert(provider_id.to_owned(), now);
+        Ok(())
+    }
+
+    /// When the invitation `provider_id` was withdrawn, if it was.
+    pub fn withdrawn_at(&self, provider_id: &str) -> Option<DateTime<Utc>> {
+        self.state().withdrawn.get(provider_id).copied()
     }
 
     /// Whether a send with this idempotency key reached the network (for reconciling after a

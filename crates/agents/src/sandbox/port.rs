@@ -105,6 +105,16 @@ fn to_error(error: SandboxError) -> LinkedInError {
             provider,
             kind: LimitKind::AlreadyInvitedRecently,
         },
+        SandboxError::UnknownInvitation(_) => LinkedInError::NotFound {
+            provider,
+            what: "invitation".into(),
+        },
+        SandboxError::AlreadyAccepted(_) => LinkedInError::Permanent {
+            provider,
+            status: 422,
+            code: Some("already_accepted".into()),
+            detail: "the invitation was already accepted".into(),
+        },
         SandboxError::TooLong {
             what,
             length,
@@ -244,6 +254,12 @@ impl LinkedInPort for SandboxLinkedIn {
             .map(|provider_message_id| SentMessage {
                 provider_message_id,
             }))
+    }
+
+    async fn withdraw_invitation(&self, invitation_id: &str) -> Result<(), LinkedInError> {
+        self.network
+            .withdraw_invitation(invitation_id, self.clock.now())
+            .map_err(to_error)
     }
 
     async fn connections_accepted_since(

@@ -4,7 +4,8 @@
 //! the team's pipeline (In Discussion → Meeting Scheduled → Proposal Sent) → Closed Won /
 //! Closed Lost, and can be put on two holds: Do Not Contact (for good) and In Review (a
 //! drafted message waits for a human; approving or rejecting it resumes the status it came
-//! from). [`next_status`] is the only place that says which transition is allowed from which
+//! from). An out-of-office reply after the first message hands a Responded lead back to
+//! Sent, where its follow-ups wait for the return date. [`next_status`] is the only place that says which transition is allowed from which
 //! status: `decide` refuses a command whose transition it does not allow, and `evolve` moves
 //! the status by it.
 
@@ -152,6 +153,9 @@ pub enum LeadTransition {
     RecordSendFailure,
     ReceiveResponse,
     AnalyseResponse,
+    /// A follow-up rescheduled after an OutOfOffice reply (every reply so far was one) hands
+    /// the lead back to its follow-up sequence: Responded → Sent.
+    ResumeSequence,
     Qualify,
     NotifyHuman,
     MoveStage(PipelineStage),
@@ -164,7 +168,7 @@ pub enum LeadTransition {
 
 impl LeadTransition {
     /// Every transition, for exhaustive tests.
-    pub const ALL: [LeadTransition; 25] = [
+    pub const ALL: [LeadTransition; 26] = [
         Self::Allocate,
         Self::Reassign,
         Self::Invite,
@@ -180,6 +184,7 @@ impl LeadTransition {
         Self::RecordSendFailure,
         Self::ReceiveResponse,
         Self::AnalyseResponse,
+        Self::ResumeSequence,
         Self::Qualify,
         Self::NotifyHuman,
         Self::MoveStage(PipelineStage::InDiscussion),
@@ -244,6 +249,8 @@ pub fn next_status(from: LeadStatus, transition: LeadTransition) -> Option<Targe
             Responded | HandedOver | InDiscussion | MeetingScheduled | ProposalSent | ClosedWon
             | ClosedLost | DoNotContact,
         ) => stay,
+        // Only an out-of-office reply after the first message: the sequence waits in Sent.
+        (T::ResumeSequence, Responded) => Some(To(Sent)),
         (T::Qualify, Responded) => Some(To(HandedOver)),
         (T::NotifyHuman, HandedOver | InDiscussion | MeetingScheduled | ProposalSent) => stay,
         (T::MoveStage(PipelineStage::InDiscussion), HandedOver) => Some(To(InDiscussion)),
@@ -354,6 +361,7 @@ mod tests {
         );
         allow(&after_reply, T::ReceiveResponse, None);
         allow(&after_reply, T::AnalyseResponse, None);
+        allow(&[Responded], T::ResumeSequence, Some(Sent));
         allow(&[Responded], T::Qualify, Some(HandedOver));
         allow(&team, T::NotifyHuman, None);
         allow(
@@ -421,7 +429,7 @@ mod tests {
             expected.len(),
             "the expected table lists a pair twice"
         );
-        assert_eq!(LeadStatus::ALL.len() * LeadTransition::ALL.len(), 14 * 25);
+        assert_eq!(LeadStatus::ALL.len() * LeadTransition::ALL.len(), 14 * 26);
     }
 
     #[test]

@@ -196,6 +196,7 @@ fn journey(n: usize, start: DateTime<Utc>) -> (Uuid, [Vec<NewEvent>; 3]) {
             LeadEvent::FollowUpScheduled(FollowUpScheduled {
                 follow_up_number: 1,
                 due_at: sent_at + TimeDelta::days(5),
+                not_before: None,
             }),
             &outreach,
             60 * 24,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use uuid::Uuid;
 
 use super::state::{Draft, DraftState, LeadState};
@@ -146,7 +146,11 @@ pub enum LeadCommand {
         text: String,
     },
     /// Also qualifies a positive reply (handing the lead to `hand_over_to`), closes the lead
-    /// lost on NotInterested and marks it do-not-contact on DoNotContact.
+    /// lost on NotInterested and marks it do-not-contact on DoNotContact. An OutOfOffice reply
+    /// after the first message, when every reply so far was one, resumes the sequence: the
+    /// lead goes back to Sent and its next follow-up (if `policy` leaves one) is rescheduled
+    /// not before `return_date` (the day the reply says the person is back, 00:00 UTC), or
+    /// `policy.out_of_office_delay` after the reply when it gives none.
     AnalyseResponse {
         response_number: u32,
         sentiment: Sentiment,
@@ -154,6 +158,8 @@ pub enum LeadCommand {
         confidence: Confidence,
         rationale: Option<String>,
         hand_over_to: String,
+        return_date: Option<NaiveDate>,
+        policy: FollowUpPolicy,
     },
     NotifyHuman {
         recipient: String,
@@ -249,7 +255,9 @@ impl LeadState {
             MessageKind::Initial if self.first_message_sent_at.is_some() => {
                 Err(DomainError::FirstMessageAlreadySent)
             }
-            MessageKind::FollowUp if self.has_replied() => Err(DomainError::ReplyReceived),
+            MessageKind::FollowUp if self.reply_blocks_follow_ups() => {
+                Err(DomainError::ReplyReceived)
+            }
             _ => Ok(()),
         }
     }
@@ -277,7 +285,10 @@ impl LeadState {
                 transition: LeadTransition::SendFollowUp,
             })?;
         if let Some(now) = now {
-            let not_before = last + policy.delay;
+            let mut not_before = last + policy.delay;
+            if let Some(back) = self.follow_up_not_before() {
+                not_before = not_before.max(back);
+            }
             if now < not_before {
                 return Err(DomainError::FollowUpTooEarly { not_before });
             }
@@ -675,9 +686,40 @@ impl LeadState {
             FollowUpScheduled {
                 follow_up_number,
                 due_at: last + policy.delay,
+                not_before: None,
             }
             .into(),
         ])
+    }
+
+    /// After an OutOfOffice analysis (`self` has it applied, still Responded): the next
+    /// follow-up rescheduled not before `not_before`, which hands the lead back to Sent; None
+    /// when the sequence has nothing left to send (the lead then stays Responded).
+    fn reschedule_after_absence(
+        &self,
+        policy: &FollowUpPolicy,
+        not_before: DateTime<Utc>,
+    ) -> Option<LeadEvent> {
+        let follow_up_number = self.follow_ups_sent + 1;
+        let resumable = !self.is_stopped()
+            && !self.reply_blocks_follow_ups()
+            && self.follow_ups_sent < policy.max_follow_ups
+            && next_status(self.status, LeadTransition::ResumeSequence).is_some();
+        if !resumable {
+            return None;
+        }
+        let due = match &self.scheduled_follow_up {
+            Some(scheduled) if scheduled.follow_up_number == follow_up_number => scheduled.due_at,
+            _ => self.last_message_sent_at? + policy.delay,
+        };
+        Some(
+            FollowUpScheduled {
+                follow_up_number,
+                due_at: due.max(not_before),
+                not_before: Some(not_before),
+            }
+            .into(),
+        )
     }
 
     fn decide_response(
@@ -719,6 +761,8 @@ impl LeadState {
         confidence: Confidence,
         rationale: &Option<String>,
         hand_over_to: &str,
+        return_date: Option<NaiveDate>,
+        policy: &FollowUpPolicy,
     ) -> Result<Vec<LeadEvent>, DomainError> {
         self.require_known()?;
         let response = self
@@ -730,19 +774,33 @@ impl LeadState {
             return Err(DomainError::ResponseAlreadyAnalysed { response_number });
         }
         self.require(LeadTransition::AnalyseResponse)?;
-        let mut events: Vec<LeadEvent> = vec![
-            ResponseAnalysed {
-                response_number,
-                sentiment,
-                intent,
-                confidence,
-                pii: Pii {
-                    rationale: non_blank_option(rationale),
-                    ..Pii::default()
-                },
-            }
-            .into(),
-        ];
+        // An out-of-office reply leaves the sequence running only when every other reply was
+        // one too and the first message went out (the follow-ups wait in Sent).
+        let resumes_sequence = intent == Intent::OutOfOffice
+            && self.first_message_sent_at.is_some()
+            && !self.qualified;
+        let analysed: LeadEvent = ResponseAnalysed {
+            response_number,
+            sentiment,
+            intent,
+            confidence,
+            pii: Pii {
+                rationale: non_blank_option(rationale),
+                ..Pii::default()
+            },
+        }
+        .into();
+        let mut events: Vec<LeadEvent> = vec![analysed.clone()];
+        if resumes_sequence {
+            let received_at = response.received_at;
+            let not_before = match return_date {
+                Some(day) => day.and_time(NaiveTime::MIN).and_utc().max(received_at),
+                None => received_at + policy.out_of_office_delay,
+            };
+            let after = self.clone().apply(&analysed);
+            events.extend(after.reschedule_after_absence(policy, not_before));
+            return Ok(events);
+        }
         match intent {
             Intent::DoNotContact if !self.do_not_contact => events.push(
                 DoNotContactMarked {
@@ -1060,6 +1118,8 @@ impl Aggregate for LeadState {
                 confidence,
                 rationale,
                 hand_over_to,
+                return_date,
+                policy,
             } => self.decide_analysis(
                 *response_number,
                 *sentiment,
@@ -1067,6 +1127,8 @@ impl Aggregate for LeadState {
                 *confidence,
                 rationale,
                 hand_over_to,
+                *return_date,
+                policy,
             ),
             LeadCommand::NotifyHuman { recipient, channel } => {
                 self.require_known()?;

@@ -168,6 +168,9 @@ pub struct FollowUpPolicy {
     pub max_follow_ups: u32,
     /// How long after the last message a follow-up may go out. Default 5 days.
     pub delay: TimeDelta,
+    /// After an OutOfOffice reply that gives no return date, how long after the reply the
+    /// next follow-up may go out. Default 7 days.
+    pub out_of_office_delay: TimeDelta,
 }
 
 impl Default for FollowUpPolicy {
@@ -175,6 +178,7 @@ impl Default for FollowUpPolicy {
         Self {
             max_follow_ups: 2,
             delay: TimeDelta::days(5),
+            out_of_office_delay: TimeDelta::days(7),
         }
     }
 }
@@ -421,6 +425,17 @@ pub struct FollowUpScheduled {
     pub follow_up_number: u32,
     #[serde(with = "crate::envelope::rfc3339")]
     pub due_at: DateTime<Utc>,
+    /// Set only when an OutOfOffice reply rescheduled the follow-up (recorded with the reply's
+    /// analysis): it must not go out before this time (the return date the reply gave, or the
+    /// configured delay after the reply), and the lead goes back from Responded to Sent (the
+    /// transition `ResumeSequence`). Added without a schema bump: optional, absent in older
+    /// bodies (read as None) and left out when None.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_option"
+    )]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// The person replied (text in `pii.reply_text`).
@@ -503,3 +518,31 @@ pub struct NoteAdded {
 /// as empty from now on, and the lead is never contacted again.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LeadForgotten {}
+
+/// An optional time in the same RFC 3339 form as [`crate::envelope::rfc3339`].
+mod rfc3339_option {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        time: &Option<DateTime<Utc>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(time) => crate::envelope::rfc3339::serialize(time, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| {
+                DateTime::parse_from_rfc3339(&text)
+                    .map(|time| time.with_timezone(&Utc))
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+    }
+}

@@ -66,6 +66,8 @@ impl Invitation {
 pub struct ScheduledFollowUp {
     pub follow_up_number: u32,
     pub due_at: DateTime<Utc>,
+    /// Not before this time (an OutOfOffice reply's return date, or its default delay).
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// One reply and its analysis.
@@ -127,8 +129,31 @@ impl LeadState {
         self.do_not_contact || self.closed.is_some() || self.forgotten || self.status.is_final()
     }
 
+    /// Any reply at all, out of office or not.
     pub fn has_replied(&self) -> bool {
         !self.responses.is_empty()
+    }
+
+    /// A reply not analysed yet: nothing more is sent until it is (it may end the sequence).
+    pub fn awaits_analysis(&self) -> bool {
+        self.responses
+            .iter()
+            .any(|response| response.analysis.is_none())
+    }
+
+    /// A reply analysed as anything but OutOfOffice: the sequence is over for good.
+    pub fn reply_ended_sequence(&self) -> bool {
+        self.responses.iter().any(|response| {
+            response
+                .analysis
+                .is_some_and(|(_, intent, _)| intent != Intent::OutOfOffice)
+        })
+    }
+
+    /// Whether a reply stops follow-ups now: one not analysed yet, or a real one (only
+    /// out-of-office replies leave the sequence running).
+    pub fn reply_blocks_follow_ups(&self) -> bool {
+        self.awaits_analysis() || self.reply_ended_sequence()
     }
 
     pub fn draft(&self, draft_id: Uuid) -> Option<&Draft> {
@@ -138,20 +163,32 @@ impl LeadState {
     /// The follow-up waiting to be sent, unless the lead was stopped or replied since.
     pub fn pending_follow_up(&self) -> Option<&ScheduledFollowUp> {
         self.scheduled_follow_up.as_ref().filter(|_| {
-            !self.is_stopped() && !self.has_replied() && self.status == LeadStatus::Sent
+            !self.is_stopped() && !self.reply_blocks_follow_ups() && self.status == LeadStatus::Sent
         })
     }
 
     /// When the next follow-up may go out under `policy` (None: no follow-up is allowed).
     pub fn next_follow_up_at(&self, policy: &FollowUpPolicy) -> Option<DateTime<Utc>> {
         let allowed = !self.is_stopped()
-            && !self.has_replied()
+            && !self.reply_blocks_follow_ups()
             && self.status == LeadStatus::Sent
             && self.follow_ups_sent < policy.max_follow_ups;
-        allowed
+        let earliest = allowed
             .then_some(self.last_message_sent_at)
             .flatten()
-            .map(|last| last + policy.delay)
+            .map(|last| last + policy.delay)?;
+        Some(match self.follow_up_not_before() {
+            Some(not_before) => earliest.max(not_before),
+            None => earliest,
+        })
+    }
+
+    /// The time the next follow-up must not go out before, set by an OutOfOffice reply.
+    pub fn follow_up_not_before(&self) -> Option<DateTime<Utc>> {
+        self.scheduled_follow_up
+            .as_ref()
+            .filter(|scheduled| scheduled.follow_up_number == self.follow_ups_sent + 1)
+            .and_then(|scheduled| scheduled.not_before)
     }
 
     /// Whether the pending invitation should be withdrawn now, and why: at once when the lead
@@ -316,6 +353,7 @@ impl LeadState {
                 self.scheduled_follow_up = Some(ScheduledFollowUp {
                     follow_up_number: scheduled.follow_up_number,
                     due_at: scheduled.due_at,
+                    not_before: scheduled.not_before,
                 });
             }
             LeadEvent::ResponseReceived(received) => self.responses.push(ResponseRecord {
@@ -393,6 +431,10 @@ impl LeadEvent {
                 MessageKind::FollowUp => T::SendFollowUp,
             },
             Self::MessageSendFailed(_) => T::RecordSendFailure,
+            // A follow-up rescheduled by an out-of-office reply resumes the sequence.
+            Self::FollowUpScheduled(scheduled) if scheduled.not_before.is_some() => {
+                T::ResumeSequence
+            }
             Self::FollowUpScheduled(_) => T::ScheduleFollowUp,
             Self::ResponseReceived(_) => T::ReceiveResponse,
             Self::ResponseAnalysed(_) => T::AnalyseResponse,

@@ -319,6 +319,8 @@ fn analyse(number: u32, sentiment: Sentiment, intent: Intent) -> LeadCommand {
         confidence: Confidence::parse(0.8).unwrap(),
         rationale: None,
         hand_over_to: "alice".into(),
+        return_date: None,
+        policy: FollowUpPolicy::default(),
     }
 }
 
@@ -1374,6 +1376,7 @@ fn a_follow_up_is_scheduled_after_the_delay() {
         .then([FollowUpScheduled {
             follow_up_number: 1,
             due_at: sent_at + TimeDelta::days(5),
+            not_before: None,
         }
         .into()]);
 }
@@ -1386,6 +1389,7 @@ fn scheduling_the_same_follow_up_again_is_a_no_op() {
         [FollowUpScheduled {
             follow_up_number: 1,
             due_at: sent_at + TimeDelta::days(5),
+            not_before: None,
         }
         .into()],
     ))
@@ -1562,6 +1566,7 @@ fn do_not_contact_stops_scheduled_follow_ups_forever() {
     let scheduled: LeadEvent = FollowUpScheduled {
         follow_up_number: 1,
         due_at: sent_at + TimeDelta::days(5),
+        not_before: None,
     }
     .into();
     let before = with(
@@ -1697,10 +1702,15 @@ fn a_not_interested_reply_closes_the_lead_lost() {
 }
 
 #[test]
-fn an_out_of_office_reply_is_only_analysed() {
+fn an_out_of_office_reply_is_analysed_and_reschedules_the_follow_up() {
+    // No return date given: the default delay after the reply (7 days, past the 5-day gap).
+    let back = test_time() + TimeDelta::days(7);
     lead(with(contacted(test_time()), [response(1, test_time())]))
         .when(analyse(1, Sentiment::Neutral, Intent::OutOfOffice))
-        .then([analysed(1, Sentiment::Neutral, Intent::OutOfOffice)]);
+        .then([
+            analysed(1, Sentiment::Neutral, Intent::OutOfOffice),
+            scheduled(1, back, Some(back)),
+        ]);
 }
 
 #[test]
@@ -1730,6 +1740,8 @@ fn a_positive_reply_needs_someone_to_hand_over_to() {
             confidence: Confidence::parse(0.8).unwrap(),
             rationale: None,
             hand_over_to: " ".into(),
+            return_date: None,
+            policy: FollowUpPolicy::default(),
         })
         .then_err();
     assert!(matches!(error, DomainError::InvalidCommand(_)), "{error:?}");
@@ -1945,6 +1957,7 @@ fn one_of_each() -> Vec<LeadEvent> {
         FollowUpScheduled {
             follow_up_number: 1,
             due_at: test_time(),
+            not_before: None,
         }
         .into(),
         HumanNotified {
@@ -2195,6 +2208,8 @@ mod properties {
                 confidence: Confidence::parse(0.6).unwrap(),
                 rationale: None,
                 hand_over_to: "alice".into(),
+                return_date: None,
+                policy: follow_ups,
             },
             Step::Notify => LeadCommand::NotifyHuman {
                 recipient: "alice".into(),
@@ -2236,7 +2251,9 @@ mod properties {
         let mut initial_messages = 0;
         let mut follow_ups = 0;
         let mut last_sent: Option<DateTime<Utc>> = None;
-        let mut replied = false;
+        let mut unanalysed = 0u32;
+        let mut ended = false;
+        let mut not_before: Option<(u32, DateTime<Utc>)> = None;
         let mut qualified = false;
         let mut notified = 0;
         let mut last_withdrawal: Option<DateTime<Utc>> = None;
@@ -2274,7 +2291,7 @@ mod properties {
                 LeadEvent::MessageSent(sent) => {
                     prop_assert!(allocated, "message to an unallocated lead");
                     prop_assert!(
-                        !replied || sent.kind == MessageKind::Initial,
+                        !(ended || unanalysed > 0) || sent.kind == MessageKind::Initial,
                         "follow-up after a reply"
                     );
                     match sent.kind {
@@ -2289,16 +2306,37 @@ mod properties {
                                 sent.sent_at >= last + policy.delay,
                                 "follow-up too early"
                             );
+                            if let Some((number, not_before)) = not_before {
+                                prop_assert!(
+                                    sent.follow_up_number != Some(number)
+                                        || sent.sent_at >= not_before,
+                                    "follow-up before the return date"
+                                );
+                            }
                         }
                     }
                     prop_assert!(initial_messages <= 1, "a second first message");
                     prop_assert!(follow_ups <= policy.max_follow_ups, "too many follow-ups");
                     last_sent = Some(sent.sent_at);
                 }
-                LeadEvent::FollowUpScheduled(_) => {
-                    prop_assert!(!replied, "follow-up scheduled after a reply")
+                LeadEvent::FollowUpScheduled(scheduled) => {
+                    // Only out-of-office replies (all analysed) leave follow-ups possible.
+                    prop_assert!(
+                        !(ended || unanalysed > 0),
+                        "follow-up scheduled after a reply"
+                    );
+                    if let Some(at) = scheduled.not_before {
+                        prop_assert!(scheduled.due_at >= at, "due before the return date");
+                        not_before = Some((scheduled.follow_up_number, at));
+                    }
                 }
-                LeadEvent::ResponseReceived(_) => replied = true,
+                LeadEvent::ResponseReceived(_) => unanalysed += 1,
+                LeadEvent::ResponseAnalysed(analysed) => {
+                    unanalysed = unanalysed.saturating_sub(1);
+                    if analysed.intent != Intent::OutOfOffice {
+                        ended = true;
+                    }
+                }
                 LeadEvent::LeadQualified(_) => qualified = true,
                 LeadEvent::HumanNotified(_) => {
                     notified += 1;
@@ -2353,4 +2391,311 @@ mod properties {
             prop_assert_eq!(&LeadState::fold(&history), &state);
         }
     }
+}
+
+// --- out-of-office replies ---------------------------------------------------------------
+
+fn out_of_office(number: u32, return_date: Option<chrono::NaiveDate>) -> LeadCommand {
+    LeadCommand::AnalyseResponse {
+        response_number: number,
+        sentiment: Sentiment::Neutral,
+        intent: Intent::OutOfOffice,
+        confidence: Confidence::parse(0.8).unwrap(),
+        rationale: None,
+        hand_over_to: "alice".into(),
+        return_date,
+        policy: FollowUpPolicy::default(),
+    }
+}
+
+fn scheduled(number: u32, due_at: DateTime<Utc>, not_before: Option<DateTime<Utc>>) -> LeadEvent {
+    FollowUpScheduled {
+        follow_up_number: number,
+        due_at,
+        not_before,
+    }
+    .into()
+}
+
+fn day(text: &str) -> chrono::NaiveDate {
+    text.parse().unwrap()
+}
+
+/// First message on 20 Nov, follow-up 1 scheduled for the 25th, an out-of-office reply on
+/// the 21st.
+fn replied_out_of_office() -> Vec<LeadEvent> {
+    let sent_at = at("2026-11-20T10:00:00Z");
+    with(
+        contacted(sent_at),
+        [
+            scheduled(1, sent_at + TimeDelta::days(5), None),
+            response(1, at("2026-11-21T08:00:00Z")),
+        ],
+    )
+}
+
+#[test]
+fn an_out_of_office_reply_with_a_return_date_reschedules_the_follow_up_after_it() {
+    let back = at("2026-12-15T00:00:00Z");
+    let events = lead(replied_out_of_office())
+        .when(out_of_office(1, Some(day("2026-12-15"))))
+        .then_ok();
+    assert_eq!(
+        events,
+        vec![
+            analysed(1, Sentiment::Neutral, Intent::OutOfOffice),
+            scheduled(1, back, Some(back)),
+        ]
+    );
+    // The lead is back in Sent, waiting for its follow-up.
+    let state = lead(with(replied_out_of_office(), events.clone())).state();
+    assert_eq!(state.status, LeadStatus::Sent);
+    assert!(!state.reply_blocks_follow_ups());
+    assert_eq!(
+        state.next_follow_up_at(&FollowUpPolicy::default()),
+        Some(back)
+    );
+    // The drafted follow-up is refused before the return date and sent on it.
+    let ready = with(
+        with(replied_out_of_office(), events),
+        [
+            drafted(draft_id(2), MessageKind::FollowUp, Some(1)),
+            approved(draft_id(2)),
+        ],
+    );
+    lead(ready.clone())
+        .at(back - TimeDelta::seconds(1))
+        .when(send(draft_id(2)))
+        .then_error(DomainError::FollowUpTooEarly { not_before: back });
+    lead(ready).at(back).when(send(draft_id(2))).then([sent(
+        draft_id(2),
+        MessageKind::FollowUp,
+        back,
+        Some(1),
+    )]);
+}
+
+#[test]
+fn an_out_of_office_reply_without_a_date_waits_the_default_delay() {
+    let not_before = at("2026-11-21T08:00:00Z") + TimeDelta::days(7);
+    let events = lead(replied_out_of_office())
+        .when(out_of_office(1, None))
+        .then_ok();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1], scheduled(1, not_before, Some(not_before)));
+    assert_eq!(
+        lead(with(replied_out_of_office(), events)).state().status,
+        LeadStatus::Sent
+    );
+}
+
+#[test]
+fn a_return_date_before_the_follow_up_keeps_its_due_time() {
+    // Back on the 23rd: the follow-up stays due on the 25th, but not before the 23rd.
+    let events = lead(replied_out_of_office())
+        .when(out_of_office(1, Some(day("2026-11-23"))))
+        .then_ok();
+    assert_eq!(
+        events[1],
+        scheduled(
+            1,
+            at("2026-11-25T10:00:00Z"),
+            Some(at("2026-11-23T00:00:00Z"))
+        )
+    );
+}
+
+#[test]
+fn a_later_real_reply_cancels_the_rescheduled_follow_up() {
+    let back = at("2026-12-15T00:00:00Z");
+    let resumed = with(
+        replied_out_of_office(),
+        [
+            analysed(1, Sentiment::Neutral, Intent::OutOfOffice),
+            scheduled(1, back, Some(back)),
+            drafted(draft_id(2), MessageKind::FollowUp, Some(1)),
+            approved(draft_id(2)),
+            response(2, at("2026-12-01T09:00:00Z")),
+        ],
+    );
+    assert_eq!(lead(resumed.clone()).state().status, LeadStatus::Responded);
+    // Not analysed yet: already nothing goes out.
+    lead(resumed.clone())
+        .at(back)
+        .when(send(draft_id(2)))
+        .then_error(DomainError::ReplyReceived);
+    let answered = with(
+        resumed,
+        [analysed(2, Sentiment::Neutral, Intent::InfoRequest)],
+    );
+    let state = lead(answered.clone()).state();
+    assert!(state.reply_ended_sequence());
+    assert_eq!(state.pending_follow_up(), None);
+    assert_eq!(state.next_follow_up_at(&FollowUpPolicy::default()), None);
+    lead(answered.clone())
+        .at(back)
+        .when(send(draft_id(2)))
+        .then_error(DomainError::ReplyReceived);
+    lead(answered)
+        .when(schedule())
+        .then_error(DomainError::ReplyReceived);
+}
+
+#[test]
+fn an_out_of_office_reply_does_not_resume_after_a_real_reply() {
+    // A real reply came first (not analysed yet): the out-of-office one resumes nothing.
+    let history = with(
+        replied_out_of_office(),
+        [response(2, at("2026-11-21T09:00:00Z"))],
+    );
+    let events = lead(history.clone())
+        .when(out_of_office(1, Some(day("2026-12-15"))))
+        .then_ok();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        lead(with(history, events)).state().status,
+        LeadStatus::Responded
+    );
+    // Nor after one analysed as interested (the lead went to the team).
+    let handed = with(
+        with(
+            contacted(at("2026-11-20T10:00:00Z")),
+            [response(1, at("2026-11-21T08:00:00Z"))],
+        ),
+        [
+            analysed(1, Sentiment::Positive, Intent::Interested),
+            qualified(),
+            response(2, at("2026-11-22T08:00:00Z")),
+        ],
+    );
+    let events = lead(handed.clone()).when(out_of_office(2, None)).then_ok();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        lead(with(handed, events)).state().status,
+        LeadStatus::HandedOver
+    );
+}
+
+#[test]
+fn a_second_out_of_office_reply_reschedules_again() {
+    let first_back = at("2026-12-01T00:00:00Z");
+    let history = with(
+        replied_out_of_office(),
+        [
+            analysed(1, Sentiment::Neutral, Intent::OutOfOffice),
+            scheduled(1, first_back, Some(first_back)),
+            response(2, at("2026-11-30T08:00:00Z")),
+        ],
+    );
+    let events = lead(history.clone())
+        .when(out_of_office(2, Some(day("2026-12-20"))))
+        .then_ok();
+    let back = at("2026-12-20T00:00:00Z");
+    assert_eq!(events[1], scheduled(1, back, Some(back)));
+    assert_eq!(lead(with(history, events)).state().status, LeadStatus::Sent);
+}
+
+#[test]
+fn do_not_contact_and_not_interested_still_stop_after_an_out_of_office_reply() {
+    let back = at("2026-12-15T00:00:00Z");
+    let resumed = with(
+        replied_out_of_office(),
+        [
+            analysed(1, Sentiment::Neutral, Intent::OutOfOffice),
+            scheduled(1, back, Some(back)),
+            response(2, at("2026-12-16T09:00:00Z")),
+        ],
+    );
+    let events = lead(resumed.clone())
+        .when(analyse(2, Sentiment::Negative, Intent::DoNotContact))
+        .then_ok();
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, LeadEvent::DoNotContact(_)))
+    );
+    let state = lead(with(resumed.clone(), events)).state();
+    assert_eq!(state.status, LeadStatus::DoNotContact);
+    assert_eq!(state.pending_follow_up(), None);
+    let events = lead(resumed.clone())
+        .when(analyse(2, Sentiment::Negative, Intent::NotInterested))
+        .then_ok();
+    assert_eq!(
+        lead(with(resumed, events)).state().status,
+        LeadStatus::ClosedLost
+    );
+}
+
+#[test]
+fn an_out_of_office_reply_with_no_follow_up_left_changes_nothing_more() {
+    let first = at("2026-11-01T10:00:00Z");
+    let history = with(
+        contacted(first),
+        [
+            drafted(draft_id(2), MessageKind::FollowUp, Some(1)),
+            approved(draft_id(2)),
+            sent(
+                draft_id(2),
+                MessageKind::FollowUp,
+                at("2026-11-06T10:00:00Z"),
+                Some(1),
+            ),
+            drafted(draft_id(3), MessageKind::FollowUp, Some(2)),
+            approved(draft_id(3)),
+            sent(
+                draft_id(3),
+                MessageKind::FollowUp,
+                at("2026-11-11T10:00:00Z"),
+                Some(2),
+            ),
+            response(1, at("2026-11-12T10:00:00Z")),
+        ],
+    );
+    let events = lead(history.clone()).when(out_of_office(1, None)).then_ok();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        lead(with(history, events)).state().status,
+        LeadStatus::Responded
+    );
+}
+
+#[test]
+fn an_out_of_office_reply_before_the_first_message_resumes_nothing() {
+    let history = with(
+        ready(false),
+        [
+            invited(at("2026-11-20T10:00:00Z")),
+            response(1, at("2026-11-21T08:00:00Z")),
+        ],
+    );
+    let events = lead(history.clone()).when(out_of_office(1, None)).then_ok();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        lead(with(history, events)).state().status,
+        LeadStatus::Responded
+    );
+}
+
+#[test]
+fn follow_up_scheduled_reads_old_bodies_and_omits_an_empty_not_before() {
+    let plain = scheduled(1, at("2026-11-25T10:00:00Z"), None);
+    let body = plain.to_data();
+    assert!(body.get("not_before").is_none(), "{body}");
+    let old: Value = serde_json::json!({
+        "follow_up_number": 1,
+        "due_at": "2026-11-25T10:00:00.000000Z",
+    });
+    let read: FollowUpScheduled = serde_json::from_value(old).unwrap();
+    assert_eq!(read.not_before, None);
+    let back = at("2026-12-15T00:00:00Z");
+    let rescheduled = scheduled(1, back, Some(back));
+    let body = rescheduled.to_data();
+    assert_eq!(body["not_before"], "2026-12-15T00:00:00.000000Z");
+    let read: FollowUpScheduled = serde_json::from_value(body).unwrap();
+    assert_eq!(read.not_before, Some(back));
+    assert_eq!(
+        rescheduled.transition(),
+        Some(LeadTransition::ResumeSequence)
+    );
+    assert_eq!(plain.transition(), Some(LeadTransition::ScheduleFollowUp));
 }
