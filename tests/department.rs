@@ -15,6 +15,17 @@ const PEOPLE: u32 = 6_000;
 const ACCOUNTS: u32 = 2;
 const LEADS_PER_DAY: u32 = 40;
 
+/// Simulated days per run: `SALESDEPT_E2E_DAYS` (30 for the full month of the issue), else a
+/// working week, which keeps the suite's wall time reasonable on 2 cores in a debug build.
+fn days() -> i64 {
+    std::env::var("SALESDEPT_E2E_DAYS")
+        .ok()
+        .and_then(|days| days.parse().ok())
+        .unwrap_or(DEFAULT_DAYS)
+}
+
+const DEFAULT_DAYS: i64 = 5;
+
 fn postgres(pool: sqlx::PgPool) -> Store {
     Store::Postgres(PostgresEventStore::from_pool(pool, domain::upcasters()))
 }
@@ -50,8 +61,14 @@ async fn a_simulated_month_keeps_every_invariant(pool: sqlx::PgPool) {
     let world = World::new(postgres(pool), SEED, PEOPLE, ACCOUNTS, LEADS_PER_DAY);
     let department = world.department(None).await;
     let wall = Instant::now();
-    let report = world.run(&department, start() + TimeDelta::days(30)).await;
-    eprintln!("30 days on PostgreSQL in {:?}: {report:?}", wall.elapsed());
+    let report = world
+        .run(&department, start() + TimeDelta::days(days()))
+        .await;
+    eprintln!(
+        "{} days on PostgreSQL in {:?}: {report:?}",
+        days(),
+        wall.elapsed()
+    );
     let checks = world.check().await;
     assert!(checks.passed(), "{checks}");
     for check in [
@@ -79,7 +96,7 @@ async fn a_simulated_month_keeps_every_invariant(pool: sqlx::PgPool) {
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn a_crash_between_the_provider_and_the_log_loses_and_doubles_nothing(pool: sqlx::PgPool) {
     let world = World::new(postgres(pool), SEED, PEOPLE, ACCOUNTS, LEADS_PER_DAY);
-    let until = start() + TimeDelta::days(30);
+    let until = start() + TimeDelta::days(days());
     let crash = PlannedCrash::after_messages(25);
     {
         let department = world.department(Some(crash.wrapper())).await;
