@@ -164,22 +164,16 @@ fn print_report(args: &ImportArgs, report: &ImportReport) -> anyhow::Result<()> 
     for row in &report.failed {
         println!("line {}: not imported: {}", row.line, row.reason);
     }
-    let verb = if report.stored {
-        "imported"
+    // Stored: what was imported; a dry run: what would be; a refusal: nothing.
+    let (verb, count) = if report.stored {
+        ("imported", report.imported)
     } else if args.dry_run {
-        "would import (dry run)"
+        ("would import (dry run)", report.accepted)
     } else {
-        "imported"
+        ("imported", 0)
     };
     println!(
-        "{verb} {} of {} valid row(s); {} duplicate(s) in the file, {} already lead(s), {} rejected, {} failed; {} allocatable, {} for review",
-        if report.stored {
-            report.imported
-        } else if args.dry_run {
-            report.accepted
-        } else {
-            0
-        },
+        "{verb} {count} of {} valid row(s); {} duplicate(s) in the file, {} already lead(s), {} rejected, {} failed; {} allocatable, {} for review",
         report.accepted,
         report.duplicates_in_file.len(),
         report.already_leads.len(),
