@@ -13,6 +13,7 @@ pub mod subscription;
 
 pub use subscription::{
     Handler, HandlerContext, HandlerError, Subscription, SubscriptionError, SubscriptionOptions,
+    subscription_lags,
 };
 pub mod upcast;
 

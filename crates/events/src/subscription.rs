@@ -888,3 +888,20 @@ pub async fn stored_checkpoint(store: &Store, name: &str) -> Result<Checkpoint, 
         })
     })
 }
+
+/// How far each stored subscription is behind the head of the log, in global positions
+/// (the newest event's position minus the subscription's checkpoint; 0 when caught up), by
+/// name. What `/metrics` reports as subscription lag.
+pub async fn subscription_lags(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    const LAGS: &str = "SELECT s.name, \
+         MAX(COALESCE((SELECT MAX(global_position) FROM events), 0) - s.checkpoint_pos, 0) \
+         FROM subscriptions s ORDER BY s.name";
+    const LAGS_PG: &str = "SELECT s.name, \
+         GREATEST(COALESCE((SELECT MAX(global_position) FROM events), 0) - s.checkpoint_pos, 0) \
+         FROM subscriptions s ORDER BY s.name";
+    let lags = match store {
+        Store::Postgres(store) => sqlx::query_as(LAGS_PG).fetch_all(store.pool()).await?,
+        Store::Sqlite(store) => sqlx::query_as(LAGS).fetch_all(store.read_pool()).await?,
+    };
+    Ok(lags)
+}

@@ -418,6 +418,48 @@ async fn head_position(store: &Store) -> Result<Option<i64>, StoreError> {
 #[async_trait]
 impl JobRunner for Department {
     async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
+        let started = std::time::Instant::now();
+        let result = self.run_job_unmeasured(job).await;
+        let labels = [("agent", job_agent(job)), ("job", job.as_str())];
+        metrics::counter!("salesdept_agent_operations_total", &labels).increment(1);
+        metrics::histogram!("salesdept_agent_operation_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(outcome) => {
+                metrics::counter!("salesdept_agent_failures_total", &labels)
+                    .increment(outcome.activity.failures);
+            }
+            Err(_) => metrics::counter!("salesdept_agent_failures_total", &labels).increment(1),
+        }
+        result
+    }
+
+    async fn catch_up(&self) -> Result<(), JobError> {
+        self.catch_up_all().await?;
+        // Leads found by searches that ran during the catch-up count for the next progress line.
+        Ok(())
+    }
+
+    fn next_external_event(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.network.next_event_after(after)
+    }
+}
+
+/// The agent a job belongs to, as `/metrics` labels it.
+fn job_agent(job: JobKind) -> &'static str {
+    match job {
+        JobKind::ScheduledSearch => "lead_finder",
+        JobKind::SheetSync => "sheet",
+        JobKind::OutreachTick | JobKind::InboxCheck => "outreach",
+        JobKind::Coordination
+        | JobKind::DailyReport
+        | JobKind::WeeklyStrategy
+        | JobKind::Monitoring => "sales_manager",
+    }
+}
+
+impl Department {
+    async fn run_job_unmeasured(&self, job: JobKind) -> Result<JobOutcome, JobError> {
         let mut outcome = JobOutcome::default();
         // Leads found by searches the last catch-up ran count for this job's progress.
         outcome.activity.leads_found = self.leads_found.swap(0, Ordering::Relaxed);
@@ -464,15 +506,5 @@ impl JobRunner for Department {
             }
         }
         Ok(outcome)
-    }
-
-    async fn catch_up(&self) -> Result<(), JobError> {
-        self.catch_up_all().await?;
-        // Leads found by searches that ran during the catch-up count for the next progress line.
-        Ok(())
-    }
-
-    fn next_external_event(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.network.next_event_after(after)
     }
 }

@@ -482,12 +482,21 @@ impl<S: EventStore + ?Sized> Sender<S> {
             .execute::<LeadState>(&lead_stream(plan.lead_id), &command, &metadata)
             .await
         {
-            Ok(_) => Ok(SendResult::Sent {
+            Ok(_) => {
+                let kind = if plan.draft_id.is_some() { "message" } else { "invitation" };
+                metrics::counter!(
+                    "salesdept_sends_total",
+                    "account" => account.id.to_string(),
+                    "kind" => kind
+                )
+                .increment(1);
+                Ok(SendResult::Sent {
                 account_id: account.id.clone(),
                 slot_id,
                 provider_message_id: sent.provider_message_id.clone(),
                 reconciled,
-            }),
+            })
+            }
             // The person has the message whatever the lead's rules now say (e.g. a human marked
             // the lead do-not-contact while it was in flight): the fact cannot be recorded as a
             // send, so it is recorded as a send with an unknown outcome for a human to see.

@@ -163,6 +163,8 @@ impl GoogleSheetSink {
         let attempts = self.retry.attempts();
         let mut last_message = String::new();
         for number in 1..=attempts {
+            metrics::counter!("salesdept_sheets_api_calls_total", "operation" => operation)
+                .increment(1);
             match attempt().await {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Refused(message) => {

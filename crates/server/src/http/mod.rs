@@ -17,6 +17,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod events;
 pub mod leads;
+pub mod metrics;
 pub mod reports;
 pub mod review;
 #[cfg(test)]

@@ -1140,3 +1140,54 @@ async fn tokens_never_reach_responses_or_logs() {
         );
     }
 }
+
+async fn metrics_report_subscription_lag(store: Store) {
+    let (first, _) = seed_lead(&store, "Ada Lovelace", Uuid::now_v7()).await;
+    project(&store, first).await;
+    let app = super::metrics::router(store.clone(), super::metrics::recorder());
+    let scrape = |app: axum::Router| async move {
+        let response = app
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    let line = |text: &str| {
+        text.lines()
+            .find(|line| {
+                line.starts_with("salesdept_subscription_lag_events{")
+                    && line.contains(salesdept_projections::leads::SUBSCRIPTION_NAME)
+            })
+            .map(str::to_owned)
+    };
+    let caught_up = scrape(app.clone()).await;
+    assert!(
+        line(&caught_up).is_some_and(|line| line.ends_with(" 0")),
+        "{caught_up}"
+    );
+
+    // A second lead's events are behind the lead table until it catches up.
+    let head_before = store.read_all(salesdept_events::Checkpoint::START, 10_000).await.unwrap().len();
+    seed_lead(&store, "Grace Hopper", Uuid::now_v7()).await;
+    let head_after = store.read_all(salesdept_events::Checkpoint::START, 10_000).await.unwrap().len();
+    let behind = scrape(app).await;
+    let lag: f64 = line(&behind)
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no lag line in {behind}"));
+    assert!(lag >= (head_after - head_before) as f64, "{behind}");
+}
+
+#[tokio::test]
+async fn sqlite_metrics_report_subscription_lag() {
+    let (_dir, store) = sqlite_store().await;
+    metrics_report_subscription_lag(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_metrics_report_subscription_lag(pool: sqlx::PgPool) {
+    metrics_report_subscription_lag(postgres(pool)).await;
+}
