@@ -38,7 +38,9 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr as text (stdout is for the command's output); level from `RUST_LOG`.
+/// Logs: text on stderr (stdout is for the command's output), or with
+/// `SALESDEPT_LOG_FORMAT=json` one JSON object per line on stdout, for a log collector.
+/// Level from `RUST_LOG`.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // A command's refusal (a duplicate URL, a lead already stopped) is an expected answer
@@ -47,8 +49,14 @@ fn init_logging() {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("warn,salesdept_events::domain::handler=off")
         });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let json = std::env::var("SALESDEPT_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        logs.json()
+            .with_current_span(true)
+            .with_writer(std::io::stdout)
+            .init();
+    } else {
+        logs.with_writer(std::io::stderr).init();
+    }
 }

@@ -251,3 +251,26 @@ fn log_commands_on_postgres() {
     exercise_log(dir.path(), Some(&url), "lead-postgres");
     admin(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }
+
+#[test]
+fn json_logs_go_to_stdout_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(binary())
+        .current_dir(dir.path())
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "debug")
+        .env("SALESDEPT_LOG_FORMAT", "json")
+        .output()
+        .expect("run salesdept");
+    let stdout = ok(output);
+    let logs: Vec<Value> = stdout
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("a log line is one JSON object"))
+        .collect();
+    assert!(!logs.is_empty(), "no JSON log lines in {stdout}");
+    for log in &logs {
+        assert!(log["level"].is_string() && log["timestamp"].is_string(), "{log}");
+    }
+}
