@@ -271,6 +271,9 @@ fn json_logs_go_to_stdout_one_object_per_line() {
         .collect();
     assert!(!logs.is_empty(), "no JSON log lines in {stdout}");
     for log in &logs {
-        assert!(log["level"].is_string() && log["timestamp"].is_string(), "{log}");
+        assert!(
+            log["level"].is_string() && log["timestamp"].is_string(),
+            "{log}"
+        );
     }
 }

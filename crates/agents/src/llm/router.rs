@@ -225,9 +225,8 @@ impl LlmRouter {
                 ("agent", agent.as_str().to_owned()),
                 ("provider", step.provider.clone()),
             ];
-            metrics::counter!("salesdept_llm_tokens_total", &labels).increment(
-                u64::from(reply.prompt_tokens) + u64::from(reply.completion_tokens),
-            );
+            metrics::counter!("salesdept_llm_tokens_total", &labels)
+                .increment(u64::from(reply.prompt_tokens) + u64::from(reply.completion_tokens));
             metrics::counter!("salesdept_llm_cost_micro_usd_total", &labels)
                 .increment(u64::try_from(cost).unwrap_or(0));
             request.prompt_tokens += reply.prompt_tokens;

@@ -483,7 +483,11 @@ impl<S: EventStore + ?Sized> Sender<S> {
             .await
         {
             Ok(_) => {
-                let kind = if plan.draft_id.is_some() { "message" } else { "invitation" };
+                let kind = if plan.draft_id.is_some() {
+                    "message"
+                } else {
+                    "invitation"
+                };
                 metrics::counter!(
                     "salesdept_sends_total",
                     "account" => account.id.to_string(),
@@ -491,11 +495,11 @@ impl<S: EventStore + ?Sized> Sender<S> {
                 )
                 .increment(1);
                 Ok(SendResult::Sent {
-                account_id: account.id.clone(),
-                slot_id,
-                provider_message_id: sent.provider_message_id.clone(),
-                reconciled,
-            })
+                    account_id: account.id.clone(),
+                    slot_id,
+                    provider_message_id: sent.provider_message_id.clone(),
+                    reconciled,
+                })
             }
             // The person has the message whatever the lead's rules now say (e.g. a human marked
             // the lead do-not-contact while it was in flight): the fact cannot be recorded as a

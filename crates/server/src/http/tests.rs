@@ -1171,9 +1171,17 @@ async fn metrics_report_subscription_lag(store: Store) {
     );
 
     // A second lead's events are behind the lead table until it catches up.
-    let head_before = store.read_all(salesdept_events::Checkpoint::START, 10_000).await.unwrap().len();
+    let head_before = store
+        .read_all(salesdept_events::Checkpoint::START, 10_000)
+        .await
+        .unwrap()
+        .len();
     seed_lead(&store, "Grace Hopper", Uuid::now_v7()).await;
-    let head_after = store.read_all(salesdept_events::Checkpoint::START, 10_000).await.unwrap().len();
+    let head_after = store
+        .read_all(salesdept_events::Checkpoint::START, 10_000)
+        .await
+        .unwrap()
+        .len();
     let behind = scrape(app).await;
     let lag: f64 = line(&behind)
         .and_then(|line| line.rsplit(' ').next()?.parse().ok())
