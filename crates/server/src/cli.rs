@@ -51,6 +51,19 @@ pub enum Command {
     Import(ImportArgs),
     /// Run the whole department in simulated time on the sandbox network and summarise the log.
     Simulate(SimulateArgs),
+    /// Run the service: the department on the wall clock and the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// A fast demo schedule: the first search at once, Outreach and the inbox every minute
+    /// around the clock.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,6 @@ mod cli;
 mod commands;
 mod config;
 mod database;
-// The API's router is mounted by `salesdept serve`; until then only its tests use it.
-#[allow(dead_code)]
 mod http;
 
 use std::process::ExitCode;
@@ -28,6 +26,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => commands::audit::run(&cli.global, args).await,
         Command::Import(args) => commands::import::run(&cli.global, args).await,
         Command::Simulate(args) => commands::simulate::run(&cli.global, args).await,
+        Command::Serve(args) => commands::serve::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

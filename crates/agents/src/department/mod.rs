@@ -6,6 +6,7 @@
 //!   discrete-event [`SimulatedDriver`] behind `salesdept simulate`.
 //! - [`Department`]: the Lead Finder, Outreach and the Sales Manager on one store, with the
 //!   subscriptions that feed them and the projections (lead table, reports, the Sheet's CSV).
+//! - [`wall_clock`]: the [`WallClockScheduler`] behind `salesdept serve`.
 //! - [`summary`]: what a run did, computed from the event log alone.
 //! - [`checks`]: the invariants a run must keep, checked from the event log alone.
 
@@ -13,6 +14,7 @@ pub mod checks;
 pub mod driver;
 pub mod schedule;
 pub mod summary;
+pub mod wall_clock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub use driver::{
     SimulatedDriver,
 };
 pub use schedule::{JobKind, Recurrence, Schedule, ScheduleSettings, ScheduledJob};
+pub use wall_clock::{Heartbeat, HeartbeatState, WallClockScheduler};
 
 use crate::clock::Clock;
 use crate::lead_finder::handler::{LEAD_FINDER_SUBSCRIPTION, LeadFinderHandler, ScheduledSearch};

@@ -9,6 +9,7 @@ pub mod log;
 pub mod migrate;
 pub mod replay;
 pub mod replay_sheet;
+pub mod serve;
 pub mod simulate;
 
 use salesdept_events::StoreError;

@@ -255,6 +255,8 @@ macro_rules! role_extractor {
     ($(#[$meta:meta])* $name:ident, $role:expr) => {
         $(#[$meta])*
         #[derive(Clone, Debug)]
+        // Not every role's handlers read the caller (viewers' reads are not attributed).
+        #[allow(dead_code)]
         pub struct $name(pub User);
 
         impl FromRequestParts<ApiState> for $name {

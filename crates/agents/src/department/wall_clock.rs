@@ -1,0 +1,438 @@
+//! The wall-clock scheduler behind `salesdept serve`.
+//!
+//! One loop runs the [`Schedule`]'s jobs when their time comes on the department's clock, in
+//! the schedule's time zone (the due times are the ones [`Recurrence::cron_expression`]
+//! describes, computed by [`Schedule::next_after`]). Jobs run one at a time — the loop is the
+//! only caller of the runner — each followed by a catch-up of every subscription. Between jobs a
+//! catch-up tick every [`WallClockScheduler::tick`] keeps the subscriptions following the log,
+//! so a human command from the API gets its reaction within seconds. A failing job or catch-up
+//! is logged and the loop goes on; a stop request ends the loop after the running job.
+//!
+//! [`Recurrence::cron_expression`]: super::Recurrence::cron_expression
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+
+use super::driver::{DriverError, DriverReport, JobRunner, Scheduler};
+use super::schedule::{JobKind, Schedule};
+use crate::clock::Clock;
+
+/// What the loop last did, for readiness checks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeartbeatState {
+    /// The last time the loop was alive (after a job, a catch-up, or a wake-up).
+    pub beat_at: Option<DateTime<Utc>>,
+    /// The last job finished, when, and whether it failed.
+    pub last_job: Option<(JobKind, DateTime<Utc>, bool)>,
+    /// The last catch-up's error, cleared by the next successful one.
+    pub catch_up_error: Option<String>,
+    /// Jobs run, per kind.
+    pub jobs: BTreeMap<JobKind, u64>,
+    /// Jobs that failed, per kind.
+    pub failures: BTreeMap<JobKind, u64>,
+}
+
+/// The scheduler's shared heartbeat (cheap to clone).
+#[derive(Clone, Debug, Default)]
+pub struct Heartbeat(Arc<Mutex<HeartbeatState>>);
+
+impl Heartbeat {
+    pub fn state(&self) -> HeartbeatState {
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut HeartbeatState)) {
+        change(&mut self.0.lock().unwrap_or_else(|poison| poison.into_inner()));
+    }
+}
+
+/// Runs the schedule on the wall clock until stopped.
+pub struct WallClockScheduler {
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+    trigger: Arc<Notify>,
+    tick: Duration,
+    at_start: Vec<JobKind>,
+    heartbeat: Heartbeat,
+    max_runs_per_instant: u32,
+}
+
+impl WallClockScheduler {
+    /// A scheduler on `clock` that ends once `stop` turns true.
+    pub fn new(clock: Arc<dyn Clock>, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            clock,
+            stop,
+            trigger: Arc::new(Notify::new()),
+            tick: Duration::from_secs(1),
+            at_start: Vec::new(),
+            heartbeat: Heartbeat::default(),
+            max_runs_per_instant: 50,
+        }
+    }
+
+    /// How often the subscriptions catch up between jobs (default 1 s).
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Jobs run once right at the start, before the schedule (the demo's first search).
+    pub fn run_at_start(mut self, jobs: impl IntoIterator<Item = JobKind>) -> Self {
+        self.at_start = jobs.into_iter().collect();
+        self
+    }
+
+    /// Notifying this runs [`JobKind::InboxCheck`] soon (what a provider's webhook does).
+    pub fn inbox_trigger(&self) -> Arc<Notify> {
+        Arc::clone(&self.trigger)
+    }
+
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Catches up, logging a failure; the heartbeat records it.
+    async fn catch_up(&self, runner: &dyn JobRunner, report: &mut DriverReport) {
+        let began = std::time::Instant::now();
+        let result = runner.catch_up().await;
+        report.catch_up_time += began.elapsed();
+        let now = self.clock.now();
+        match result {
+            Ok(()) => self.heartbeat.update(|state| {
+                state.beat_at = Some(now);
+                state.catch_up_error = None;
+            }),
+            Err(error) => {
+                tracing::error!(%error, "catching up the subscriptions failed");
+                self.heartbeat.update(|state| {
+                    state.beat_at = Some(now);
+                    state.catch_up_error = Some(error.to_string());
+                });
+            }
+        }
+    }
+
+    /// Runs `kind` (again while it asks to run again now and does something), each run followed
+    /// by a catch-up. Returns the later wake-up it asked for.
+    async fn run_job(
+        &self,
+        kind: JobKind,
+        runner: &dyn JobRunner,
+        report: &mut DriverReport,
+    ) -> Option<DateTime<Utc>> {
+        for _ in 0..self.max_runs_per_instant {
+            let began = std::time::Instant::now();
+            let result = runner.run_job(kind).await;
+            *report.job_time.entry(kind).or_default() += began.elapsed();
+            *report.jobs.entry(kind).or_default() += 1;
+            let now = self.clock.now();
+            let failed = result.is_err();
+            self.heartbeat.update(|state| {
+                state.beat_at = Some(now);
+                state.last_job = Some((kind, now, failed));
+                *state.jobs.entry(kind).or_default() += 1;
+                if failed {
+                    *state.failures.entry(kind).or_default() += 1;
+                }
+            });
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    let error = DriverError::Job {
+                        job: kind,
+                        at: now,
+                        error,
+                    };
+                    tracing::error!(%error, "a scheduled job failed; the service goes on");
+                    self.catch_up(runner, report).await;
+                    return None;
+                }
+            };
+            report.activity.add(&outcome.activity);
+            self.catch_up(runner, report).await;
+            match outcome.wake_at {
+                Some(at) if at <= self.clock.now() => {
+                    if outcome.activity == super::Activity::default() || self.stopped() {
+                        return None;
+                    }
+                }
+                other => return other,
+            }
+        }
+        tracing::warn!(job = %kind, limit = self.max_runs_per_instant, "a job kept asking to run again now");
+        None
+    }
+}
+
+/// When each job is next due strictly after `after`, with the wake-ups the jobs asked for.
+pub fn next_wall_clock_job(
+    due: &BTreeMap<JobKind, DateTime<Utc>>,
+    wake: &BTreeMap<JobKind, DateTime<Utc>>,
+) -> Option<(DateTime<Utc>, JobKind)> {
+    due.iter()
+        .chain(wake.iter())
+        .map(|(kind, at)| (*at, *kind))
+        .min()
+}
+
+#[async_trait]
+impl Scheduler for WallClockScheduler {
+    async fn run(
+        &self,
+        schedule: &Schedule,
+        runner: &dyn JobRunner,
+    ) -> Result<DriverReport, DriverError> {
+        let start = self.clock.now();
+        let mut report = DriverReport {
+            started_at: Some(start),
+            ..DriverReport::default()
+        };
+        let mut stop = self.stop.clone();
+        self.catch_up(runner, &mut report).await;
+        let mut wake: BTreeMap<JobKind, DateTime<Utc>> = BTreeMap::new();
+        for kind in &self.at_start {
+            if self.stopped() {
+                break;
+            }
+            if let Some(at) = self.run_job(*kind, runner, &mut report).await {
+                wake.insert(*kind, at);
+            }
+        }
+        let mut due: BTreeMap<JobKind, DateTime<Utc>> = schedule
+            .next_due(self.clock.now())
+            .into_iter()
+            .map(|(at, kind)| (kind, at))
+            .collect();
+        while !self.stopped() {
+            let now = self.clock.now();
+            let next = next_wall_clock_job(&due, &wake);
+            let until_next = next
+                .map(|(at, _)| (at - now).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(self.tick);
+            let sleep = until_next.min(self.tick);
+            let mut inbox_now = false;
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                () = self.trigger.notified() => inbox_now = true,
+                _ = stop.changed() => {}
+            }
+            if self.stopped() {
+                break;
+            }
+            let now = self.clock.now();
+            let mut to_run: Vec<JobKind> = JobKind::ALL
+                .into_iter()
+                .filter(|kind| {
+                    due.get(kind).is_some_and(|at| *at <= now)
+                        || wake.get(kind).is_some_and(|at| *at <= now)
+                })
+                .collect();
+            if inbox_now && !to_run.contains(&JobKind::InboxCheck) {
+                to_run.push(JobKind::InboxCheck);
+                to_run.sort();
+            }
+            if to_run.is_empty() {
+                report.steps += 1;
+                self.catch_up(runner, &mut report).await;
+                continue;
+            }
+            for kind in to_run {
+                if self.stopped() {
+                    break;
+                }
+                if due.get(&kind).is_some_and(|at| *at <= now)
+                    && let Some(again) = schedule.next_after(kind, now)
+                {
+                    due.insert(kind, again);
+                }
+                wake.remove(&kind);
+                if let Some(at) = self.run_job(kind, runner, &mut report).await {
+                    wake.insert(kind, at);
+                }
+            }
+        }
+        report.ended_at = Some(self.clock.now());
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::department::ScheduleSettings;
+    use crate::department::driver::{JobError, JobOutcome};
+
+    /// The wall clock as tokio's (paused) time sees it, from a fixed start.
+    struct TokioClock {
+        base: DateTime<Utc>,
+        start: tokio::time::Instant,
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.base + chrono::TimeDelta::from_std(self.start.elapsed()).unwrap()
+        }
+    }
+
+    struct Recorder {
+        clock: Arc<dyn Clock>,
+        runs: Mutex<Vec<(DateTime<Utc>, JobKind)>>,
+        running: Mutex<bool>,
+        catch_ups: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl JobRunner for Recorder {
+        async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
+            {
+                let mut running = self.running.lock().unwrap();
+                assert!(!*running, "two jobs at once");
+                *running = true;
+            }
+            self.runs.lock().unwrap().push((self.clock.now(), job));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            *self.running.lock().unwrap() = false;
+            if job == JobKind::Monitoring {
+                return Err("monitoring broke".into());
+            }
+            Ok(JobOutcome::default())
+        }
+
+        async fn catch_up(&self) -> Result<(), JobError> {
+            *self.catch_ups.lock().unwrap() += 1;
+            Ok(())
+        }
+
+        fn next_external_event(&self, _after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+            None
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_run_on_their_cron_times_one_at_a_time_and_failures_do_not_stop_the_loop() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock {
+            // A Tuesday, ten seconds before the coordination.
+            base: at("2026-12-01T08:59:50Z"),
+            start: tokio::time::Instant::now(),
+        });
+        let runner = Recorder {
+            clock: Arc::clone(&clock),
+            runs: Mutex::new(Vec::new()),
+            running: Mutex::new(false),
+            catch_ups: Mutex::new(0),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx)
+            .run_at_start([JobKind::ScheduledSearch]);
+        let heartbeat = scheduler.heartbeat();
+        let trigger = scheduler.inbox_trigger();
+        let schedule = Schedule::new(&ScheduleSettings::default());
+        let stopper = tokio::spawn(async move {
+            // A webhook at 09:40:00 (40 min 10 s after the start).
+            tokio::time::sleep(Duration::from_secs(40 * 60 + 10)).await;
+            trigger.notify_one();
+            tokio::time::sleep(Duration::from_secs(90 * 60)).await;
+            stop_tx.send(true).unwrap();
+        });
+        let report = scheduler.run(&schedule, &runner).await.unwrap();
+        stopper.await.unwrap();
+        let runs = runner.runs.lock().unwrap().clone();
+        let times_of = |kind| {
+            runs.iter()
+                .filter(|(_, job)| *job == kind)
+                .map(|(time, _)| *time)
+                .collect::<Vec<_>>()
+        };
+        let near = |actual: &[DateTime<Utc>], expected: &[&str]| {
+            assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+            for (actual, expected) in actual.iter().zip(expected) {
+                let off = (*actual - at(expected)).num_milliseconds();
+                assert!((0..=2_000).contains(&off), "{actual} is not {expected}");
+            }
+        };
+        near(
+            &times_of(JobKind::ScheduledSearch),
+            &["2026-12-01T08:59:50Z"],
+        );
+        near(&times_of(JobKind::Coordination), &["2026-12-01T09:00:00Z"]);
+        near(&times_of(JobKind::DailyReport), &["2026-12-01T09:15:00Z"]);
+        near(
+            &times_of(JobKind::OutreachTick),
+            &[
+                "2026-12-01T09:00:00Z",
+                "2026-12-01T09:30:00Z",
+                "2026-12-01T10:00:00Z",
+                "2026-12-01T10:30:00Z",
+                "2026-12-01T11:00:00Z",
+            ],
+        );
+        // The 2-hourly check at 10:00, and the webhook's at 09:40.
+        near(
+            &times_of(JobKind::InboxCheck),
+            &["2026-12-01T09:40:00Z", "2026-12-01T10:00:00Z"],
+        );
+        // Monitoring fails every hour and still runs again.
+        near(
+            &times_of(JobKind::Monitoring),
+            &[
+                "2026-12-01T09:00:00Z",
+                "2026-12-01T10:00:00Z",
+                "2026-12-01T11:00:00Z",
+            ],
+        );
+        let state = heartbeat.state();
+        assert_eq!(state.failures.get(&JobKind::Monitoring), Some(&3));
+        assert!(state.beat_at.unwrap() >= at("2026-12-01T11:09:00Z"));
+        // A catch-up after every job and about one a second between them.
+        let catch_ups = *runner.catch_ups.lock().unwrap();
+        assert!(
+            catch_ups as usize > runs.len() + 7000,
+            "{catch_ups} catch-ups"
+        );
+        assert_eq!(report.jobs.values().sum::<u64>() as usize, runs.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_loop_after_the_running_job() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock {
+            base: at("2026-12-01T08:59:59Z"),
+            start: tokio::time::Instant::now(),
+        });
+        let runner = Recorder {
+            clock: Arc::clone(&clock),
+            runs: Mutex::new(Vec::new()),
+            running: Mutex::new(false),
+            catch_ups: Mutex::new(0),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx);
+        let schedule = Schedule::new(&ScheduleSettings::default());
+        let stopper = tokio::spawn(async move {
+            // During the first job at 09:00 (each takes 200 ms).
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            stop_tx.send(true).unwrap();
+        });
+        scheduler.run(&schedule, &runner).await.unwrap();
+        stopper.await.unwrap();
+        let runs = runner.runs.lock().unwrap().clone();
+        assert_eq!(runs.len(), 1, "only the job running at the stop: {runs:?}");
+        assert!(!*runner.running.lock().unwrap(), "it finished");
+    }
+}
