@@ -122,6 +122,25 @@ async fn serve_demo_finds_leads_stops_cleanly_and_restarts_on_the_same_log() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["backend"], "sqlite");
     assert!(ready["jobs"]["scheduled_search"].as_u64().unwrap() >= 1);
+    // The jobs that found the leads are counted, and the lead table's lag is reported.
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|line| line.starts_with(
+            "salesdept_agent_operations_total{agent=\"lead_finder\",job=\"scheduled_search\"}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("salesdept_subscription_lag_events{subscription="),
+        "{metrics}"
+    );
     stop(child);
     let ids = |page: &serde_json::Value| {
         page["leads"]

@@ -44,6 +44,8 @@ const SANDBOX_SIZE: u32 = 20_000;
 const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(120);
 
 pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    // Installed first, so the metrics of the first jobs are recorded.
+    let metrics = http::metrics::recorder();
     let agents = load_agents(&global.config)?;
     let data = PathBuf::from(DATA_DIR);
     std::fs::create_dir_all(&data)
@@ -85,11 +87,13 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
 
     let api = ApiState::new(store.clone(), Arc::clone(&clock), tokens)
         .with_review_confidence_threshold(agents.lead_finder.review_confidence_threshold);
-    let app = http::router(api).merge(operations_router(OpsState {
-        store: store.clone(),
-        heartbeat,
-        clock: Arc::clone(&clock),
-    }));
+    let app = http::router(api)
+        .merge(operations_router(OpsState {
+            store: store.clone(),
+            heartbeat,
+            clock: Arc::clone(&clock),
+        }))
+        .merge(http::metrics::router(store.clone(), metrics));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -237,7 +241,8 @@ async fn index() -> Html<&'static str> {
          <li><a href=\"/api/reports/funnel\">/api/reports/funnel</a> — the funnel</li>\
          <li><a href=\"/api/review\">/api/review</a> — the review queue</li>\
          <li><a href=\"/api/dead-letters\">/api/dead-letters</a> — dead letters</li>\
-         <li><a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a></li>\
+         <li><a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, \
+         <a href=\"/metrics\">/metrics</a></li>\
          </ul></body></html>",
     )
 }
