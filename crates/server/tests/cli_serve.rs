@@ -1,5 +1,5 @@
 //! `salesdept serve --demo` end to end: the real binary on a fresh SQLite file in a temporary
-//! directory — health, readiness, leads through the API, a clean stop on SIGTERM, a restart
+//! directory and on a fresh PostgreSQL database — health, readiness, leads through the API, a clean stop on SIGTERM, a restart
 //! that sees the same leads.
 
 use std::io::{BufRead, BufReader};
@@ -26,12 +26,21 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Starts the service and returns it with its base URL.
-fn start(dir: &std::path::Path, config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_salesdept"))
+fn start(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    database: Option<&str>,
+) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_salesdept"));
+    command
         .current_dir(dir)
         .env_remove("DATABASE_URL")
         .args(["--config"])
-        .arg(config)
+        .arg(config);
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--demo"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -80,10 +89,37 @@ fn stop(mut child: Child) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_demo_finds_leads_stops_cleanly_and_restarts_on_the_same_log() {
+    serve_demo(None, "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_demo_on_postgres() {
+    let server = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must name the test PostgreSQL server (the README's test command sets it)",
+    );
+    // A database of this test's own, dropped at the end.
+    let name = format!("salesdept_serve_{}", std::process::id());
+    let admin = |sql: &str| {
+        let status = Command::new("psql")
+            .args([&server, "-q", "-c", sql])
+            .status()
+            .expect("psql");
+        assert!(status.success(), "psql {sql}");
+    };
+    admin(&format!("DROP DATABASE IF EXISTS {name}"));
+    admin(&format!("CREATE DATABASE {name}"));
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(base, _)| base);
+    serve_demo(Some(format!("{base}/{name}")), "postgres").await;
+    admin(&format!("DROP DATABASE {name} WITH (FORCE)"));
+}
+
+async fn serve_demo(database: Option<String>, backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let client = reqwest::Client::new();
-    let (child, url) = start(dir.path(), &config);
+    let (child, url) = start(dir.path(), &config, database.as_deref());
 
     let health = client
         .get(format!("{url}/healthz"))
@@ -120,7 +156,7 @@ async fn serve_demo_finds_leads_stops_cleanly_and_restarts_on_the_same_log() {
     assert_eq!(ready.status(), 200);
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["backend"], "sqlite");
+    assert_eq!(ready["backend"], backend);
     assert!(ready["jobs"]["scheduled_search"].as_u64().unwrap() >= 1);
     // The jobs that found the leads are counted, and the lead table's lag is reported.
     let metrics = client
@@ -152,7 +188,7 @@ async fn serve_demo_finds_leads_stops_cleanly_and_restarts_on_the_same_log() {
     };
     let before = ids(&first);
 
-    let (child, url) = start(dir.path(), &config);
+    let (child, url) = start(dir.path(), &config, database.as_deref());
     let again = leads(&client, &url).await;
     let after = ids(&again);
     assert!(before.is_subset(&after), "a restart keeps the leads");
