@@ -19,9 +19,9 @@ use salesdept_events::domain::lead::{DiscoverLead, LeadSource, Review};
 use salesdept_events::domain::url::{ReserveUrl, UrlReserved};
 use salesdept_events::domain::{
     AccountEvent, AccountId, AccountLimits, AccountState, Aggregate, Classification, CommandError,
-    CommandHandler, CommandMetadata, Confidence, DomainError, DomainEvent, LeadCommand, LeadEvent,
-    LeadState, LeadStatus, LinkedInUrl, Pii, QualityScore, UrlReservation, UrlReservationEvent,
-    account_stream, lead_stream, upcasters, url_stream,
+    CommandHandler, CommandMetadata, Confidence, DomainError, DomainEvent, Executed, LeadCommand,
+    LeadEvent, LeadState, LeadStatus, LinkedInUrl, Loaded, Pii, QualityScore, UrlReservation,
+    UrlReservationEvent, account_stream, lead_stream, upcasters, url_stream,
 };
 use salesdept_events::store::{PostgresEventStore, SqliteEventStore};
 use salesdept_events::{
@@ -481,6 +481,96 @@ async fn a_conflict_is_decided_again_on_the_new_state(pool: PgPool) {
     let rows = store.read_stream(&lead, 1, None).await.unwrap();
     assert_eq!(rows[2].metadata.actor, Actor::human("alice"));
     assert_eq!(rows[2].data["pii"]["note"], "ours");
+}
+
+/// A handler with the state cache folds on from its last command: its decisions and states
+/// equal a cold load's, it sees what another writer appended meanwhile, and a conflict slipped
+/// in between its read and its append is still detected and decided again.
+async fn cached_folds_match_cold_loads<S: EventStore + 'static>(inner: S) {
+    let store = Arc::new(Interleaved::counting(inner));
+    let cached = CommandHandler::new(Arc::clone(&store)).with_state_cache();
+    let cold = CommandHandler::new(Arc::clone(&store));
+    let lead_id = Uuid::now_v7();
+    let lead = lead_stream(lead_id);
+    let note = |text: &str| LeadCommand::AddNote { text: text.into() };
+    let human = CommandMetadata::new(Actor::human("alice"), now());
+    let same_as_cold = |executed: &Executed<LeadState>, loaded: &Loaded<LeadState>| {
+        assert_eq!(executed.stream_version, loaded.version);
+        assert_eq!(
+            format!("{:?}", executed.state),
+            format!("{:?}", loaded.state)
+        );
+    };
+
+    cached
+        .execute::<LeadState>(&lead, &discover(lead_id), &agent("lead_finder", now()))
+        .await
+        .unwrap();
+    let first = cached
+        .execute::<LeadState>(&lead, &note("one"), &human)
+        .await
+        .unwrap();
+    assert_eq!((first.stream_version, first.state.notes), (Some(2), 1));
+    same_as_cold(&first, &cold.load::<LeadState>(&lead).await.unwrap());
+
+    // Another writer appends: the cached entry is stale, and the next command catches up.
+    cold.execute::<LeadState>(&lead, &note("other"), &human)
+        .await
+        .unwrap();
+    let second = cached
+        .execute::<LeadState>(&lead, &note("two"), &human)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.attempts, second.stream_version, second.state.notes),
+        (1, Some(4), 3)
+    );
+    same_as_cold(&second, &cold.load::<LeadState>(&lead).await.unwrap());
+
+    // Discovering the lead again is refused on the cached state, as on a cold load.
+    let again = cached
+        .execute::<LeadState>(&lead, &discover(lead_id), &agent("lead_finder", now()))
+        .await
+        .unwrap_err();
+    let cold_again = cold
+        .execute::<LeadState>(&lead, &discover(lead_id), &agent("lead_finder", now()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.rejection(),
+        Some(&DomainError::LeadAlreadyDiscovered { lead_id })
+    );
+    assert_eq!(again.rejection(), cold_again.rejection());
+
+    // A competitor slips a note in between the cached read and the append: a real conflict.
+    *store.competitor.lock().unwrap() = Some((
+        lead.clone(),
+        competing(
+            LeadEvent::from(salesdept_events::domain::lead::NoteAdded {
+                pii: Pii::note("theirs"),
+            }),
+            "sales_manager",
+        ),
+    ));
+    let third = cached
+        .execute::<LeadState>(&lead, &note("three"), &human)
+        .await
+        .unwrap();
+    assert_eq!(store.conflicts(), 1);
+    assert_eq!(third.attempts, 2);
+    assert_eq!(third.state.notes, 5);
+    same_as_cold(&third, &cold.load::<LeadState>(&lead).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_state_cache_matches_cold_loads_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    cached_folds_match_cold_loads(sqlite_store(&dir, upcasters()).await).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn the_state_cache_matches_cold_loads_on_postgres(pool: PgPool) {
+    cached_folds_match_cold_loads(postgres_store(pool)).await;
 }
 
 #[sqlx::test(migrations = "../../migrations/postgres")]

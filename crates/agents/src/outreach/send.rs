@@ -158,7 +158,10 @@ impl<S: EventStore + ?Sized> Sender<S> {
         invitations: InvitationPolicy,
     ) -> Self {
         Self {
-            handler: CommandHandler::new(store).with_max_attempts(8),
+            // Account streams take every send all month: fold them on from the last command.
+            handler: CommandHandler::new(store)
+                .with_max_attempts(8)
+                .with_state_cache(),
             accounts,
             clock,
             follow_ups,

@@ -1,7 +1,9 @@
 //! The generic command handler: load a stream, fold it, decide, append with the version read;
 //! on a version conflict, catch up with what the other writer appended and decide again.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::domain::error::DomainError;
 use crate::domain::event::{Aggregate, CommandMetadata, DomainEvent};
@@ -63,13 +65,20 @@ pub struct Executed<A: Aggregate> {
 pub struct CommandHandler<S: ?Sized> {
     store: Arc<S>,
     max_attempts: usize,
+    /// Opt-in ([`CommandHandler::with_state_cache`]): per stream, the state folded up to a
+    /// version, so the next command reads only the events after it. Shared by clones.
+    cache: Option<Arc<StateCache>>,
 }
+
+/// Folded states by stream id; each value is a `Loaded<A>` of the stream's aggregate.
+type StateCache = Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>;
 
 impl<S: ?Sized> Clone for CommandHandler<S> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
             max_attempts: self.max_attempts,
+            cache: self.cache.clone(),
         }
     }
 }
@@ -78,6 +87,7 @@ impl<S: ?Sized> std::fmt::Debug for CommandHandler<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommandHandler")
             .field("max_attempts", &self.max_attempts)
+            .field("state_cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +97,47 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         Self {
             store,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            cache: None,
+        }
+    }
+
+    /// Remembers each stream's folded state and version between commands: a command then
+    /// reads only the events appended since (by anyone), and a stale entry is caught up like
+    /// any version conflict. Worth it for long streams one process keeps writing to.
+    pub fn with_state_cache(mut self) -> Self {
+        self.cache = Some(Arc::default());
+        self
+    }
+
+    /// The cached fold of `stream_id`, or an empty one.
+    fn cached<A: Aggregate>(&self, stream_id: &str) -> Loaded<A> {
+        self.cache
+            .as_ref()
+            .and_then(|cache| {
+                let cache = cache
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                cache
+                    .get(stream_id)
+                    .and_then(|entry| entry.downcast_ref::<Loaded<A>>())
+                    .cloned()
+            })
+            .unwrap_or(Loaded {
+                state: A::default(),
+                version: None,
+            })
+    }
+
+    fn remember<A: Aggregate>(&self, stream_id: &str, state: &A, version: Option<i64>) {
+        if let Some(cache) = &self.cache {
+            let loaded = Loaded {
+                state: state.clone(),
+                version,
+            };
+            cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(stream_id.to_owned(), Box::new(loaded));
         }
     }
 
@@ -144,11 +195,14 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         metadata: &CommandMetadata,
     ) -> Result<Executed<A>, CommandError> {
         let context = metadata.context();
-        let mut loaded = self.load::<A>(stream_id).await?;
+        let mut loaded = self
+            .catch_up(stream_id, self.cached::<A>(stream_id))
+            .await?;
         for attempt in 1..=self.max_attempts {
             tracing::Span::current().record("attempts", attempt);
             let events = loaded.state.decide(command, &context)?;
             if events.is_empty() {
+                self.remember(stream_id, &loaded.state, loaded.version);
                 return Ok(Executed {
                     events,
                     appended: Vec::new(),
@@ -167,6 +221,7 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
             {
                 Ok(append) => {
                     let state = events.iter().fold(loaded.state, A::evolve);
+                    self.remember(stream_id, &state, Some(append.stream_version));
                     return Ok(Executed {
                         stream_version: Some(append.stream_version),
                         events,
@@ -183,6 +238,7 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
                 Err(error) => return Err(error.into()),
             }
         }
+        self.remember(stream_id, &loaded.state, loaded.version);
         Err(CommandError::TooManyConflicts {
             stream_id: stream_id.to_owned(),
             attempts: self.max_attempts,
