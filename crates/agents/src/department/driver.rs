@@ -94,6 +94,24 @@ pub enum DriverError {
     },
 }
 
+/// The jobs to run at `now`, in [`JobKind`] order: those the schedule has due and those that
+/// asked to run again by then, plus an inbox check when `inbox` (a reply or webhook is in).
+pub(crate) fn jobs_due(
+    due: &BTreeMap<JobKind, DateTime<Utc>>,
+    wake: &BTreeMap<JobKind, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    inbox: bool,
+) -> Vec<JobKind> {
+    JobKind::ALL
+        .into_iter()
+        .filter(|kind| {
+            (inbox && *kind == JobKind::InboxCheck)
+                || due.get(kind).is_some_and(|at| *at <= now)
+                || wake.get(kind).is_some_and(|at| *at <= now)
+        })
+        .collect()
+}
+
 /// What a run did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DriverReport {
@@ -213,17 +231,7 @@ impl Scheduler for SimulatedDriver {
             self.clock.advance_to(next);
             report.steps += 1;
 
-            let mut to_run: Vec<JobKind> = JobKind::ALL
-                .into_iter()
-                .filter(|kind| {
-                    due.get(kind).is_some_and(|at| *at <= next)
-                        || wake.get(kind).is_some_and(|at| *at <= next)
-                })
-                .collect();
-            if external.is_some_and(|at| at <= next) && !to_run.contains(&JobKind::InboxCheck) {
-                to_run.push(JobKind::InboxCheck);
-                to_run.sort();
-            }
+            let to_run = jobs_due(&due, &wake, next, external.is_some_and(|at| at <= next));
             for kind in to_run {
                 if due.get(&kind).is_some_and(|at| *at <= next)
                     && let Some(again) = schedule.next_after(kind, next)

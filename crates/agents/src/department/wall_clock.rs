@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
-use super::driver::{DriverError, DriverReport, JobRunner, Scheduler};
+use super::driver::{DriverError, DriverReport, JobRunner, Scheduler, jobs_due};
 use super::schedule::{JobKind, Schedule};
 use crate::clock::Clock;
 
@@ -233,17 +233,7 @@ impl Scheduler for WallClockScheduler {
                 break;
             }
             let now = self.clock.now();
-            let mut to_run: Vec<JobKind> = JobKind::ALL
-                .into_iter()
-                .filter(|kind| {
-                    due.get(kind).is_some_and(|at| *at <= now)
-                        || wake.get(kind).is_some_and(|at| *at <= now)
-                })
-                .collect();
-            if inbox_now && !to_run.contains(&JobKind::InboxCheck) {
-                to_run.push(JobKind::InboxCheck);
-                to_run.sort();
-            }
+            let to_run = jobs_due(&due, &wake, now, inbox_now);
             if to_run.is_empty() {
                 report.steps += 1;
                 self.catch_up(runner, &mut report).await;
