@@ -1,6 +1,8 @@
 //! The `salesdept` binary's `migrate` and `log` commands, end to end, on the embedded SQLite
 //! default and on the real PostgreSQL when `DATABASE_URL` names one.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -227,29 +229,9 @@ fn log_commands_on_the_embedded_default() {
 
 #[test]
 fn log_commands_on_postgres() {
-    let Ok(server) = std::env::var("DATABASE_URL") else {
-        panic!(
-            "DATABASE_URL must name the test PostgreSQL server (the README's test command sets it)"
-        );
-    };
-    // A database of this test's own, dropped at the end.
-    let name = format!("salesdept_cli_{}", std::process::id());
-    let admin = |sql: &str| {
-        let status = Command::new("psql")
-            .args([&server, "-q", "-c", sql])
-            .status()
-            .expect("psql");
-        assert!(status.success(), "psql {sql}");
-    };
-    admin(&format!("DROP DATABASE IF EXISTS {name}"));
-    admin(&format!("CREATE DATABASE {name}"));
-    let base = server
-        .rsplit_once('/')
-        .map_or(server.as_str(), |(base, _)| base);
-    let url = format!("{base}/{name}");
+    let database = common::ScratchDatabase::create("salesdept_cli");
     let dir = tempfile::tempdir().unwrap();
-    exercise_log(dir.path(), Some(&url), "lead-postgres");
-    admin(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    exercise_log(dir.path(), Some(&database.url), "lead-postgres");
 }
 
 #[test]

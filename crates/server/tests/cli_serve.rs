@@ -2,6 +2,8 @@
 //! directory and on a fresh PostgreSQL database — health, readiness, leads through the API, a clean stop on SIGTERM, a restart
 //! that sees the same leads.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,25 +96,8 @@ async fn serve_demo_finds_leads_stops_cleanly_and_restarts_on_the_same_log() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_demo_on_postgres() {
-    let server = std::env::var("DATABASE_URL").expect(
-        "DATABASE_URL must name the test PostgreSQL server (the README's test command sets it)",
-    );
-    // A database of this test's own, dropped at the end.
-    let name = format!("salesdept_serve_{}", std::process::id());
-    let admin = |sql: &str| {
-        let status = Command::new("psql")
-            .args([&server, "-q", "-c", sql])
-            .status()
-            .expect("psql");
-        assert!(status.success(), "psql {sql}");
-    };
-    admin(&format!("DROP DATABASE IF EXISTS {name}"));
-    admin(&format!("CREATE DATABASE {name}"));
-    let base = server
-        .rsplit_once('/')
-        .map_or(server.as_str(), |(base, _)| base);
-    serve_demo(Some(format!("{base}/{name}")), "postgres").await;
-    admin(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    let database = common::ScratchDatabase::create("salesdept_serve");
+    serve_demo(Some(database.url.clone()), "postgres").await;
 }
 
 async fn serve_demo(database: Option<String>, backend: &str) {
