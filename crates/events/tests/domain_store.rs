@@ -339,6 +339,8 @@ struct Interleaved<S> {
     inner: S,
     competitor: Mutex<Option<(String, NewEvent)>>,
     conflicts: AtomicU64,
+    /// Events returned by `read_stream`.
+    stream_rows: AtomicU64,
 }
 
 impl<S> Interleaved<S> {
@@ -347,6 +349,7 @@ impl<S> Interleaved<S> {
             inner,
             competitor: Mutex::new(Some((stream_id.to_owned(), event))),
             conflicts: AtomicU64::new(0),
+            stream_rows: AtomicU64::new(0),
         }
     }
 
@@ -356,11 +359,17 @@ impl<S> Interleaved<S> {
             inner,
             competitor: Mutex::new(None),
             conflicts: AtomicU64::new(0),
+            stream_rows: AtomicU64::new(0),
         }
     }
 
     fn conflicts(&self) -> u64 {
         self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// Events read by `read_stream` since the last call.
+    fn take_stream_rows(&self) -> u64 {
+        self.stream_rows.swap(0, Ordering::Relaxed)
     }
 }
 
@@ -391,7 +400,13 @@ impl<S: EventStore> EventStore for Interleaved<S> {
         from_version: i64,
         limit: Option<i64>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream_id, from_version, limit).await
+        let events = self
+            .inner
+            .read_stream(stream_id, from_version, limit)
+            .await?;
+        self.stream_rows
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(events)
     }
 
     async fn read_all(
@@ -488,7 +503,7 @@ async fn a_conflict_is_decided_again_on_the_new_state(pool: PgPool) {
 /// in between its read and its append is still detected and decided again.
 async fn cached_folds_match_cold_loads<S: EventStore + 'static>(inner: S) {
     let store = Arc::new(Interleaved::counting(inner));
-    let cached = CommandHandler::new(Arc::clone(&store)).with_state_cache();
+    let cached = CommandHandler::new(Arc::clone(&store)).with_state_cache(|_| true);
     let cold = CommandHandler::new(Arc::clone(&store));
     let lead_id = Uuid::now_v7();
     let lead = lead_stream(lead_id);
@@ -560,6 +575,83 @@ async fn cached_folds_match_cold_loads<S: EventStore + 'static>(inner: S) {
     assert_eq!(third.attempts, 2);
     assert_eq!(third.state.notes, 5);
     same_as_cold(&third, &cold.load::<LeadState>(&lead).await.unwrap());
+}
+
+/// Loads use the cache too, and only for the streams its filter keeps: a kept stream is read
+/// from the cached version on, any other stream whole every time.
+async fn the_cache_keeps_only_filtered_streams<S: EventStore + 'static>(inner: S) {
+    let store = Arc::new(Interleaved::counting(inner));
+    let kept = |stream_id: &str| stream_id.ends_with('1');
+    let handler = CommandHandler::new(Arc::clone(&store)).with_state_cache(kept);
+    let human = CommandMetadata::new(Actor::human("alice"), now());
+    let mut streams = Vec::new();
+    while streams.len() < 2 {
+        let lead_id = Uuid::now_v7();
+        let stream = lead_stream(lead_id);
+        if kept(&stream) == streams.is_empty() {
+            CommandHandler::new(Arc::clone(&store))
+                .execute::<LeadState>(&stream, &discover(lead_id), &agent("lead_finder", now()))
+                .await
+                .unwrap();
+            streams.push(stream);
+        }
+    }
+    let (cached, uncached) = (&streams[0], &streams[1]);
+    store.take_stream_rows();
+
+    let first = handler.load::<LeadState>(cached).await.unwrap();
+    assert_eq!((first.version, store.take_stream_rows()), (Some(1), 1));
+    let again = handler.load::<LeadState>(cached).await.unwrap();
+    assert_eq!((again.version, store.take_stream_rows()), (Some(1), 0));
+    // Another writer's note is read, and only it.
+    CommandHandler::new(Arc::clone(&store))
+        .execute::<LeadState>(
+            cached,
+            &LeadCommand::AddNote {
+                text: "theirs".into(),
+            },
+            &human,
+        )
+        .await
+        .unwrap();
+    store.take_stream_rows();
+    let caught_up = handler.load::<LeadState>(cached).await.unwrap();
+    assert_eq!(
+        (
+            caught_up.version,
+            caught_up.state.notes,
+            store.take_stream_rows()
+        ),
+        (Some(2), 1, 1)
+    );
+    // A refused command keeps what it read: the next load reads nothing more.
+    handler
+        .execute::<LeadState>(
+            cached,
+            &discover(Uuid::now_v7()),
+            &agent("lead_finder", now()),
+        )
+        .await
+        .unwrap_err();
+    store.take_stream_rows();
+    handler.load::<LeadState>(cached).await.unwrap();
+    assert_eq!(store.take_stream_rows(), 0);
+
+    for _ in 0..2 {
+        let loaded = handler.load::<LeadState>(uncached).await.unwrap();
+        assert_eq!((loaded.version, store.take_stream_rows()), (Some(1), 1));
+    }
+}
+
+#[tokio::test]
+async fn the_cache_keeps_only_filtered_streams_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    the_cache_keeps_only_filtered_streams(sqlite_store(&dir, upcasters()).await).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn the_cache_keeps_only_filtered_streams_on_postgres(pool: PgPool) {
+    the_cache_keeps_only_filtered_streams(postgres_store(pool)).await;
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ use salesdept_events::domain::account::{
 use salesdept_events::domain::lead::{LeadCommand, LeadState, SendKind, SendOutcome};
 use salesdept_events::domain::{
     AccountId, CommandError, CommandHandler, CommandMetadata, DomainError, FollowUpPolicy,
-    InvitationPolicy, RateLimit, account_stream, lead_stream,
+    InvitationPolicy, RateLimit, account_stream, is_account_stream, lead_stream,
 };
 use salesdept_events::{Actor, EventStore, StoreError, step_event_id};
 use sha2::{Digest, Sha256};
@@ -158,10 +158,11 @@ impl<S: EventStore + ?Sized> Sender<S> {
         invitations: InvitationPolicy,
     ) -> Self {
         Self {
-            // Account streams take every send all month: fold them on from the last command.
+            // Account streams take every send all month: fold them on from the last read. Only
+            // they are cached: lead streams hold personal data, which must not outlive a forget.
             handler: CommandHandler::new(store)
                 .with_max_attempts(8)
-                .with_state_cache(),
+                .with_state_cache(is_account_stream),
             accounts,
             clock,
             follow_ups,

@@ -66,12 +66,20 @@ pub struct CommandHandler<S: ?Sized> {
     store: Arc<S>,
     max_attempts: usize,
     /// Opt-in ([`CommandHandler::with_state_cache`]): per stream, the state folded up to a
-    /// version, so the next command reads only the events after it. Shared by clones.
+    /// version, so the next command or load reads only the events after it. Shared by clones.
     cache: Option<Arc<StateCache>>,
 }
 
-/// Folded states by stream id; each value is a `Loaded<A>` of the stream's aggregate.
-type StateCache = Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>;
+/// Which streams a state cache keeps (a plain function: e.g. only the account streams, so
+/// no lead's personal data stays in memory after it is forgotten).
+pub type CacheFilter = fn(&str) -> bool;
+
+/// The folded states a handler remembers, for the streams its filter accepts.
+struct StateCache {
+    keeps: CacheFilter,
+    /// Each value is a `Loaded<A>` of the stream's aggregate.
+    states: Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>,
+}
 
 impl<S: ?Sized> Clone for CommandHandler<S> {
     fn clone(&self) -> Self {
@@ -101,11 +109,15 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         }
     }
 
-    /// Remembers each stream's folded state and version between commands: a command then
-    /// reads only the events appended since (by anyone), and a stale entry is caught up like
-    /// any version conflict. Worth it for long streams one process keeps writing to.
-    pub fn with_state_cache(mut self) -> Self {
-        self.cache = Some(Arc::default());
+    /// Remembers the folded state and version of each stream `keeps` accepts between
+    /// commands and loads: the next one reads only the events appended since (by anyone), and
+    /// a stale entry is caught up like any version conflict. Worth it for long streams one
+    /// process keeps writing to (a sending account's slots all month).
+    pub fn with_state_cache(mut self, keeps: CacheFilter) -> Self {
+        self.cache = Some(Arc::new(StateCache {
+            keeps,
+            states: Mutex::default(),
+        }));
         self
     }
 
@@ -113,11 +125,13 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
     fn cached<A: Aggregate>(&self, stream_id: &str) -> Loaded<A> {
         self.cache
             .as_ref()
+            .filter(|cache| (cache.keeps)(stream_id))
             .and_then(|cache| {
-                let cache = cache
+                let states = cache
+                    .states
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                cache
+                states
                     .get(stream_id)
                     .and_then(|entry| entry.downcast_ref::<Loaded<A>>())
                     .cloned()
@@ -129,12 +143,13 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
     }
 
     fn remember<A: Aggregate>(&self, stream_id: &str, state: &A, version: Option<i64>) {
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = self.cache.as_ref().filter(|cache| (cache.keeps)(stream_id)) {
             let loaded = Loaded {
                 state: state.clone(),
                 version,
             };
             cache
+                .states
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(stream_id.to_owned(), Box::new(loaded));
@@ -151,17 +166,16 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         &self.store
     }
 
-    /// Reads and folds the whole stream.
+    /// Reads and folds the stream (with the state cache: from the cached version on).
     #[tracing::instrument(skip_all, fields(stream_id = %stream_id), err)]
     pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<Loaded<A>, StoreError> {
-        self.catch_up(
-            stream_id,
-            Loaded {
-                state: A::default(),
-                version: None,
-            },
-        )
-        .await
+        let cached = self.cached::<A>(stream_id);
+        let known = cached.version;
+        let loaded = self.catch_up(stream_id, cached).await?;
+        if loaded.version != known {
+            self.remember(stream_id, &loaded.state, loaded.version);
+        }
+        Ok(loaded)
     }
 
     /// Folds the events appended after `loaded` was read.
@@ -195,12 +209,21 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         metadata: &CommandMetadata,
     ) -> Result<Executed<A>, CommandError> {
         let context = metadata.context();
-        let mut loaded = self
-            .catch_up(stream_id, self.cached::<A>(stream_id))
-            .await?;
+        let cached = self.cached::<A>(stream_id);
+        let known = cached.version;
+        let mut loaded = self.catch_up(stream_id, cached).await?;
         for attempt in 1..=self.max_attempts {
             tracing::Span::current().record("attempts", attempt);
-            let events = loaded.state.decide(command, &context)?;
+            let events = match loaded.state.decide(command, &context) {
+                Ok(events) => events,
+                Err(rejection) => {
+                    // What was read stays useful to the next command.
+                    if loaded.version != known {
+                        self.remember(stream_id, &loaded.state, loaded.version);
+                    }
+                    return Err(rejection.into());
+                }
+            };
             if events.is_empty() {
                 self.remember(stream_id, &loaded.state, loaded.version);
                 return Ok(Executed {

@@ -31,13 +31,14 @@ pub use account::{AccountEvent, AccountLimits, AccountState, RateLimit, SendActi
 pub use department::{DepartmentEvent, DepartmentState};
 pub use error::DomainError;
 pub use event::{Aggregate, CommandMetadata, DecisionContext, DomainEvent};
-pub use handler::{CommandError, CommandHandler, Executed, Loaded};
+pub use handler::{CacheFilter, CommandError, CommandHandler, Executed, Loaded};
 pub use lead::{FollowUpPolicy, InvitationPolicy, LeadCommand, LeadEvent, LeadState};
 pub use pii::Pii;
 pub use search::{SearchEvent, SearchState};
 pub use status::{LeadStatus, LeadTransition, PipelineStage};
 pub use streams::{
-    DEPARTMENT_STREAM, StreamKind, account_stream, lead_stream, search_stream, url_stream,
+    DEPARTMENT_STREAM, StreamKind, account_stream, is_account_stream, lead_stream, search_stream,
+    url_stream,
 };
 pub use upcasters::upcasters;
 pub use url::{UrlReservation, UrlReservationEvent};

@@ -28,6 +28,11 @@ pub fn account_stream(account_id: &AccountId) -> String {
     format!("{ACCOUNT_PREFIX}{account_id}")
 }
 
+/// Whether `stream_id` is a sending account's stream (`account-<id>`).
+pub fn is_account_stream(stream_id: &str) -> bool {
+    stream_id.starts_with(ACCOUNT_PREFIX)
+}
+
 /// `search-<uuid>`: one LinkedIn search.
 pub fn search_stream(search_id: Uuid) -> String {
     format!("{SEARCH_PREFIX}{search_id}")
