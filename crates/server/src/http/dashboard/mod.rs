@@ -180,7 +180,7 @@ impl FromRequestParts<DashboardState> for PageSession {
     ) -> Result<Self, Self::Rejection> {
         state
             .sessions
-            .from_headers(&parts.headers)
+            .of_request(&parts.headers)
             .map(|(id, session)| Self { id, session })
             .ok_or_else(|| Redirect::to("/login").into_response())
     }
@@ -202,7 +202,7 @@ impl FromRequestParts<DashboardState> for FeedViewer {
         }
         state
             .sessions
-            .from_headers(&parts.headers)
+            .of_request(&parts.headers)
             .map(|(_, session)| Self(session.user))
             .ok_or_else(|| ApiError::unauthorized("log in or give a bearer token"))
     }
@@ -239,7 +239,7 @@ async fn login_form(
     State(state): State<DashboardState>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if state.sessions.from_headers(&headers).is_some() {
+    if state.sessions.of_request(&headers).is_some() {
         return Redirect::to("/").into_response();
     }
     Html(pages::login(None).into_string()).into_response()

@@ -102,7 +102,7 @@ impl Sessions {
     }
 
     /// The live session named by the request's cookie, with its id.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+    pub fn of_request(&self, headers: &HeaderMap) -> Option<(String, Session)> {
         let id = cookie_value(headers, COOKIE_NAME)?;
         let session = self.get(&id)?;
         Some((id, session))
