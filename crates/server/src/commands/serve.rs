@@ -1,7 +1,7 @@
 //! `salesdept serve [--listen ADDR] [--demo]`: the long-running service — the store (migrations
 //! applied), the department on the embedded adapters from `config/agents.yaml`, the wall-clock
-//! scheduler and the HTTP server (the JSON API under `/api`, `/healthz`, `/readyz`, a page of
-//! links at `/`). One line on stdout names the bound address. SIGTERM or Ctrl-C stops it
+//! scheduler and the HTTP server (the JSON API under `/api`, the dashboard at `/`, `/healthz`,
+//! `/readyz`). One line on stdout names the bound address. SIGTERM or Ctrl-C stops it
 //! cleanly: no new jobs, the running one finishes, in-flight requests finish, the subscriptions
 //! catch up (their checkpoints stored) and give their leases back, the store is closed.
 
@@ -14,7 +14,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{NaiveTime, TimeDelta, Weekday};
 use salesdept_agents::clock::{Clock, SystemClock};
@@ -31,6 +31,7 @@ use crate::cli::{GlobalArgs, ServeArgs};
 use crate::commands::simulate::department_settings;
 use crate::config::load_agents;
 use crate::database::open_store;
+use crate::http::dashboard::DashboardState;
 use crate::http::{self, ApiState, ApiTokens, Role, TokenHash};
 
 /// Where the embedded defaults keep their files (the SQLite file, the outbox, the Sheet's CSV).
@@ -70,6 +71,11 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
 
+    let accounts: Vec<_> = settings
+        .accounts
+        .iter()
+        .map(|account| (account.id.clone(), account.limits.clone()))
+        .collect();
     let store = open_store(global).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let network = Arc::new(SandboxNetwork::generate(SANDBOX_SEED, SANDBOX_SIZE));
@@ -87,7 +93,11 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
 
     let api = ApiState::new(store.clone(), Arc::clone(&clock), tokens)
         .with_review_confidence_threshold(agents.lead_finder.review_confidence_threshold);
+    let dashboard = DashboardState::new(api.clone())
+        .with_accounts(accounts)
+        .with_heartbeat(heartbeat.clone());
     let app = http::router(api)
+        .merge(http::dashboard::router(dashboard))
         .merge(operations_router(OpsState {
             store: store.clone(),
             heartbeat,
@@ -222,29 +232,12 @@ struct OpsState {
     clock: Arc<dyn Clock>,
 }
 
-/// `/healthz`, `/readyz` and the page of links at `/`.
+/// `/healthz` and `/readyz`.
 fn operations_router(state: OpsState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
-}
-
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>salesdept</title></head><body>\
-         <h1>salesdept</h1><p>The JSON API needs a bearer token \
-         (<code>Authorization: Bearer …</code>).</p><ul>\
-         <li><a href=\"/api/leads\">/api/leads</a> — the lead table</li>\
-         <li><a href=\"/api/events\">/api/events</a> — the event log</li>\
-         <li><a href=\"/api/reports/funnel\">/api/reports/funnel</a> — the funnel</li>\
-         <li><a href=\"/api/review\">/api/review</a> — the review queue</li>\
-         <li><a href=\"/api/dead-letters\">/api/dead-letters</a> — dead letters</li>\
-         <li><a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, \
-         <a href=\"/metrics\">/metrics</a></li>\
-         </ul></body></html>",
-    )
 }
 
 /// 200 when the store answers, every migration is applied and the scheduler's heartbeat is

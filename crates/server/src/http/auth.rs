@@ -217,7 +217,12 @@ impl User {
     }
 }
 
-fn authenticate(parts: &Parts, state: &ApiState, needed: Role) -> Result<User, ApiError> {
+/// The bearer token's user, with at least the `needed` role.
+pub(crate) fn authenticate(
+    parts: &Parts,
+    state: &ApiState,
+    needed: Role,
+) -> Result<User, ApiError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)

@@ -35,7 +35,9 @@ pub struct LeadQuery {
     pub order: Option<String>,
 }
 
-fn filter_of(query: &LeadQuery) -> Result<(LeadFilter, Page, LeadOrder), ApiError> {
+/// The filter, page and order a [`LeadQuery`] asks for (the dashboard's lead table parses
+/// its form with this too).
+pub(crate) fn filter_of(query: &LeadQuery) -> Result<(LeadFilter, Page, LeadOrder), ApiError> {
     let status = query
         .status
         .as_deref()

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod commands;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod error;
 pub mod events;

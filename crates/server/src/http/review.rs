@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, TimeDelta, Utc};
+use salesdept_events::NewEvent;
 use salesdept_events::domain::lead::{DraftState, MessageKind};
 use salesdept_events::domain::streams::lead_id_of;
 use salesdept_events::domain::{LeadCommand, LeadState, LeadStatus, lead_stream};
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::auth::{Operator, Viewer};
+use super::auth::{Operator, User, Viewer};
 use super::commands::executed;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiState};
 
@@ -45,6 +46,12 @@ pub async fn queue(
             .map_err(|error| ApiError::bad_request(format!("since: {error}")))?,
         None => state.clock.now() - TimeDelta::days(30),
     };
+    review_queue(&state, since).await.map(Json)
+}
+
+/// The review queue as `GET /api/review` answers it (the dashboard renders the same value):
+/// `drafts` waiting for a decision and unsure automatic `classifications` since `since`.
+pub async fn review_queue(state: &ApiState, since: DateTime<Utc>) -> Result<Value, ApiError> {
     let held = list_leads(
         &state.store,
         &LeadFilter {
@@ -138,13 +145,13 @@ pub async fn queue(
         })
         .map(|(entry, _, _)| entry)
         .collect();
-    Ok(Json(json!({
+    Ok(json!({
         "drafts": drafts,
         "classifications": classifications,
         "review_confidence_threshold": state.review_confidence_threshold,
         "classifications_since": since,
         "classifications_truncated": truncated,
-    })))
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,12 +179,7 @@ pub async fn approve(
         draft_id,
         edited_text: body.text,
     };
-    let stream = lead_stream(lead_id);
-    let result = state
-        .handler
-        .execute::<LeadState>(&stream, &command, &state.metadata(&user))
-        .await?;
-    Ok(executed(&stream, &result.appended))
+    decide(&state, &user, lead_id, &command).await
 }
 
 /// `POST /api/review/{lead_id}/drafts/{draft_id}/reject`: `message_rejected`.
@@ -191,10 +193,31 @@ pub async fn reject(
         draft_id,
         reason: body.reason,
     };
+    decide(&state, &user, lead_id, &command).await
+}
+
+async fn decide(
+    state: &ApiState,
+    user: &User,
+    lead_id: Uuid,
+    command: &LeadCommand,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let stream = lead_stream(lead_id);
+    let appended = execute_review_decision(state, user, lead_id, command).await?;
+    Ok(executed(&stream, &appended))
+}
+
+/// Appends a review decision (`ApproveMessage` / `RejectMessage`) on the lead's stream with
+/// `user` as the actor: the one path both the JSON API and the dashboard take.
+pub async fn execute_review_decision(
+    state: &ApiState,
+    user: &User,
+    lead_id: Uuid,
+    command: &LeadCommand,
+) -> Result<Vec<NewEvent>, ApiError> {
     let result = state
         .handler
-        .execute::<LeadState>(&stream, &command, &state.metadata(&user))
+        .execute::<LeadState>(&lead_stream(lead_id), command, &state.metadata(user))
         .await?;
-    Ok(executed(&stream, &result.appended))
+    Ok(result.appended)
 }

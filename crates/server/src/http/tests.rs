@@ -31,16 +31,16 @@ use uuid::Uuid;
 
 use super::{ApiState, ApiTokens, BODY_LIMIT, Role, TokenHash, router};
 
-const VIEWER_TOKEN: &str = "viewer-secret-token-4f1c9a";
-const OPERATOR_TOKEN: &str = "operator-secret-token-93ab7e";
-const ADMIN_TOKEN: &str = "admin-secret-token-c0ffee11";
-const TOKENS: [&str; 3] = [VIEWER_TOKEN, OPERATOR_TOKEN, ADMIN_TOKEN];
+pub(super) const VIEWER_TOKEN: &str = "viewer-secret-token-4f1c9a";
+pub(super) const OPERATOR_TOKEN: &str = "operator-secret-token-93ab7e";
+pub(super) const ADMIN_TOKEN: &str = "admin-secret-token-c0ffee11";
+pub(super) const TOKENS: [&str; 3] = [VIEWER_TOKEN, OPERATOR_TOKEN, ADMIN_TOKEN];
 
-fn monday() -> DateTime<Utc> {
+pub(super) fn monday() -> DateTime<Utc> {
     "2026-11-30T10:00:00Z".parse().unwrap()
 }
 
-async fn sqlite_store() -> (TempDir, Store) {
+pub(super) async fn sqlite_store() -> (TempDir, Store) {
     let directory = TempDir::new().unwrap();
     let url = format!("sqlite://{}", directory.path().join("api.sqlite").display());
     let store = Store::connect(&url, domain::upcasters()).await.unwrap();
@@ -48,11 +48,11 @@ async fn sqlite_store() -> (TempDir, Store) {
     (directory, store)
 }
 
-fn postgres(pool: sqlx::PgPool) -> Store {
+pub(super) fn postgres(pool: sqlx::PgPool) -> Store {
     Store::Postgres(PostgresEventStore::from_pool(pool, domain::upcasters()))
 }
 
-fn tokens() -> ApiTokens {
+pub(super) fn tokens() -> ApiTokens {
     ApiTokens::default()
         .with("vera", Role::Viewer, TokenHash::of(VIEWER_TOKEN))
         .with("ana", Role::Operator, TokenHash::of(OPERATOR_TOKEN))
@@ -117,7 +117,7 @@ async fn run(store: &Store, lead_id: Uuid, command: LeadCommand, metadata: &Comm
 
 /// A lead classified unsurely, scored, allocated, with a first message held for review; all
 /// its events share `correlation`. Returns (lead, draft).
-async fn seed_lead(store: &Store, name: &str, correlation: Uuid) -> (Uuid, Uuid) {
+pub(super) async fn seed_lead(store: &Store, name: &str, correlation: Uuid) -> (Uuid, Uuid) {
     let lead_id = Uuid::now_v7();
     let draft_id = Uuid::now_v7();
     let agent = |name: &str| {
@@ -192,7 +192,7 @@ async fn seed_lead(store: &Store, name: &str, correlation: Uuid) -> (Uuid, Uuid)
 
 /// Runs the lead table's subscription until the row of `lead_id` is at its stream's version
 /// (PostgreSQL's whole-log horizon is cluster-wide, so another test may hold it back a moment).
-async fn project(store: &Store, lead_id: Uuid) {
+pub(super) async fn project(store: &Store, lead_id: Uuid) {
     let subscription = Subscription::new(
         salesdept_projections::leads::SUBSCRIPTION_NAME,
         store.clone(),
@@ -217,7 +217,7 @@ async fn project(store: &Store, lead_id: Uuid) {
     }
 }
 
-async fn events_of(store: &Store, stream: &str) -> Vec<RecordedEvent> {
+pub(super) async fn events_of(store: &Store, stream: &str) -> Vec<RecordedEvent> {
     store.read_stream(stream, 1, None).await.unwrap()
 }
 
