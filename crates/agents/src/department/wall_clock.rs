@@ -315,11 +315,10 @@ mod tests {
         text.parse().unwrap()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn jobs_run_on_their_cron_times_one_at_a_time_and_failures_do_not_stop_the_loop() {
+    /// Tokio's paused time from `base`, and a runner recording on it.
+    fn paused_clock_and_recorder(base: &str) -> (Arc<dyn Clock>, Recorder) {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock {
-            // A Tuesday, ten seconds before the coordination.
-            base: at("2026-12-01T08:59:50Z"),
+            base: at(base),
             start: tokio::time::Instant::now(),
         });
         let runner = Recorder {
@@ -328,6 +327,13 @@ mod tests {
             running: Mutex::new(false),
             catch_ups: Mutex::new(0),
         };
+        (clock, runner)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_run_on_their_cron_times_one_at_a_time_and_failures_do_not_stop_the_loop() {
+        // A Tuesday, ten seconds before the coordination.
+        let (clock, runner) = paused_clock_and_recorder("2026-12-01T08:59:50Z");
         let (stop_tx, stop_rx) = watch::channel(false);
         let scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx)
             .run_at_start([JobKind::ScheduledSearch]);
@@ -401,16 +407,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stop_ends_the_loop_after_the_running_job() {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock {
-            base: at("2026-12-01T08:59:59Z"),
-            start: tokio::time::Instant::now(),
-        });
-        let runner = Recorder {
-            clock: Arc::clone(&clock),
-            runs: Mutex::new(Vec::new()),
-            running: Mutex::new(false),
-            catch_ups: Mutex::new(0),
-        };
+        let (clock, runner) = paused_clock_and_recorder("2026-12-01T08:59:59Z");
         let (stop_tx, stop_rx) = watch::channel(false);
         let scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx);
         let schedule = Schedule::new(&ScheduleSettings::default());

@@ -156,6 +156,19 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         }
     }
 
+    /// Remembers `loaded` when it went past the cached version `known` (unchanged: the cached
+    /// entry already holds it, and cloning the state again is wasted).
+    fn remember_if_moved<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        loaded: &Loaded<A>,
+        known: Option<i64>,
+    ) {
+        if loaded.version != known {
+            self.remember(stream_id, &loaded.state, loaded.version);
+        }
+    }
+
     /// At most `attempts` decisions per command (at least 1).
     pub fn with_max_attempts(mut self, attempts: usize) -> Self {
         self.max_attempts = attempts.max(1);
@@ -172,9 +185,7 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         let cached = self.cached::<A>(stream_id);
         let known = cached.version;
         let loaded = self.catch_up(stream_id, cached).await?;
-        if loaded.version != known {
-            self.remember(stream_id, &loaded.state, loaded.version);
-        }
+        self.remember_if_moved(stream_id, &loaded, known);
         Ok(loaded)
     }
 
@@ -218,9 +229,7 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
                 Ok(events) => events,
                 Err(rejection) => {
                     // What was read stays useful to the next command.
-                    if loaded.version != known {
-                        self.remember(stream_id, &loaded.state, loaded.version);
-                    }
+                    self.remember_if_moved(stream_id, &loaded, known);
                     return Err(rejection.into());
                 }
             };
