@@ -86,14 +86,16 @@ pub fn sse_event(event: &RecordedEvent) -> Event {
         .data(data.to_string())
 }
 
-/// The checkpoint of the newest event a reader of the whole log may see now (the feed starts
-/// after it): on PostgreSQL the newest below the visibility horizon, as `read_all` reads.
+/// The checkpoint of the newest event committed now (the feed starts after it). Not the
+/// visibility horizon `read_all` stops at: on PostgreSQL that horizon is the oldest snapshot
+/// open anywhere on the server, which may be far behind, and the feed would replay the events
+/// between it and the head. An event of a transaction still open at connect time with a lower
+/// id may be left out: the feed is a live view, not a subscription.
 pub async fn head_checkpoint(store: &Store) -> Result<Checkpoint, StoreError> {
     let row: Option<(i64, i64)> = match store {
         Store::Postgres(store) => {
             sqlx::query_as(
                 "SELECT transaction_id::text::bigint, global_position FROM events \
-                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                  ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
             )
             .fetch_optional(store.pool())
