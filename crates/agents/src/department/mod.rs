@@ -6,11 +6,13 @@
 //!   discrete-event [`SimulatedDriver`] behind `salesdept simulate`.
 //! - [`Department`]: the Lead Finder, Outreach and the Sales Manager on one store, with the
 //!   subscriptions that feed them and the projections (lead table, reports, the Sheet's CSV).
-//! - [`wall_clock`]: the [`WallClockScheduler`] behind `salesdept serve`.
+//! - [`wall_clock`]: the [`WallClockScheduler`] behind `salesdept serve`, fed by
+//!   [`cron`]'s tokio-cron-scheduler jobs.
 //! - [`summary`]: what a run did, computed from the event log alone.
 //! - [`checks`]: the invariants a run must keep, checked from the event log alone.
 
 pub mod checks;
+pub mod cron;
 pub mod driver;
 pub mod schedule;
 pub mod summary;
@@ -32,6 +34,7 @@ use salesdept_projections::leads::LeadTableHandler;
 use salesdept_projections::reports::ReportsProjection;
 use salesdept_projections::sheet::{CsvFileSink, SheetSync};
 
+pub use cron::{CronError, CronTriggers};
 pub use driver::{
     Activity, DayDone, DriverError, DriverReport, JobError, JobOutcome, JobRunner, Scheduler,
     SimulatedDriver,

@@ -1,8 +1,10 @@
 //! The wall-clock scheduler behind `salesdept serve`.
 //!
-//! One loop runs the [`Schedule`]'s jobs when their time comes on the department's clock, in
-//! the schedule's time zone (the due times are the ones [`Recurrence::cron_expression`]
-//! describes, computed by [`Schedule::next_after`]). Jobs run one at a time — the loop is the
+//! One loop runs the [`Schedule`]'s jobs when their time comes, in the schedule's time zone.
+//! In `serve` the times come from tokio-cron-scheduler ([`CronTriggers`], one cron job per
+//! scheduled job from [`Recurrence::cron_expression`]); without it the loop computes the same
+//! times itself on the department's clock with [`Schedule::next_after`] (what the tests do on
+//! tokio's paused time). Jobs run one at a time — the loop is the
 //! only caller of the runner — each followed by a catch-up of every subscription. Between jobs a
 //! catch-up tick every [`WallClockScheduler::tick`] keeps the subscriptions following the log,
 //! so a human command from the API gets its reaction within seconds. A failing job or catch-up
@@ -18,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
+use super::cron::CronTriggers;
 use super::driver::{DriverError, DriverReport, JobRunner, Scheduler, jobs_due};
 use super::schedule::{JobKind, Schedule};
 use crate::clock::Clock;
@@ -63,6 +66,7 @@ pub struct WallClockScheduler {
     at_start: Vec<JobKind>,
     heartbeat: Heartbeat,
     max_runs_per_instant: u32,
+    cron: tokio::sync::Mutex<Option<CronTriggers>>,
 }
 
 impl WallClockScheduler {
@@ -76,6 +80,16 @@ impl WallClockScheduler {
             at_start: Vec::new(),
             heartbeat: Heartbeat::default(),
             max_runs_per_instant: 50,
+            cron: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Takes the due times from `cron`'s firings instead of computing them (the cron scheduler
+    /// is shut down when the loop ends).
+    pub fn cron(self, cron: CronTriggers) -> Self {
+        Self {
+            cron: tokio::sync::Mutex::new(Some(cron)),
+            ..self
         }
     }
 
@@ -211,11 +225,16 @@ impl Scheduler for WallClockScheduler {
                 wake.insert(*kind, at);
             }
         }
-        let mut due: BTreeMap<JobKind, DateTime<Utc>> = schedule
-            .next_due(self.clock.now())
-            .into_iter()
-            .map(|(at, kind)| (kind, at))
-            .collect();
+        let mut cron = self.cron.lock().await.take();
+        // With cron, a job is due from its firing until it has run.
+        let mut due: BTreeMap<JobKind, DateTime<Utc>> = match cron {
+            Some(_) => BTreeMap::new(),
+            None => schedule
+                .next_due(self.clock.now())
+                .into_iter()
+                .map(|(at, kind)| (kind, at))
+                .collect(),
+        };
         while !self.stopped() {
             let now = self.clock.now();
             let next = next_wall_clock_job(&due, &wake);
@@ -228,6 +247,9 @@ impl Scheduler for WallClockScheduler {
                 _ = tokio::time::sleep(sleep) => {}
                 () = self.trigger.notified() => inbox_now = true,
                 _ = stop.changed() => {}
+                Some(kind) = cron_firing(&mut cron) => {
+                    due.entry(kind).or_insert_with(|| self.clock.now());
+                }
             }
             if self.stopped() {
                 break;
@@ -243,10 +265,11 @@ impl Scheduler for WallClockScheduler {
                 if self.stopped() {
                     break;
                 }
-                if due.get(&kind).is_some_and(|at| *at <= now)
-                    && let Some(again) = schedule.next_after(kind, now)
-                {
-                    due.insert(kind, again);
+                if due.get(&kind).is_some_and(|at| *at <= now) {
+                    match (&cron, schedule.next_after(kind, now)) {
+                        (None, Some(again)) => due.insert(kind, again),
+                        _ => due.remove(&kind),
+                    };
                 }
                 wake.remove(&kind);
                 if let Some(at) = self.run_job(kind, runner, &mut report).await {
@@ -254,8 +277,19 @@ impl Scheduler for WallClockScheduler {
                 }
             }
         }
+        if let Some(cron) = cron {
+            cron.shutdown().await;
+        }
         report.ended_at = Some(self.clock.now());
         Ok(report)
+    }
+}
+
+/// The next job a cron firing names; never, without cron.
+async fn cron_firing(cron: &mut Option<CronTriggers>) -> Option<JobKind> {
+    match cron {
+        Some(cron) => cron.fired().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -403,6 +437,41 @@ mod tests {
             "{catch_ups} catch-ups"
         );
         assert_eq!(report.jobs.values().sum::<u64>() as usize, runs.len());
+    }
+
+    #[tokio::test]
+    async fn cron_firings_run_their_jobs_one_at_a_time_until_the_stop() {
+        // Real time: tokio-cron-scheduler reads the system clock.
+        let (clock, runner) = paused_clock_and_recorder("2026-12-01T12:00:00Z");
+        let cron = CronTriggers::from_expressions(
+            [
+                (JobKind::SheetSync, "* * * * * *".to_owned()),
+                (JobKind::InboxCheck, "* * * * * *".to_owned()),
+            ],
+            chrono_tz::Tz::UTC,
+        )
+        .await
+        .unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx)
+            .tick(Duration::from_millis(100))
+            .cron(cron);
+        // The schedule's own times are not used: nothing here is due within the run.
+        let schedule = Schedule::new(&ScheduleSettings::default());
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(3_300)).await;
+            stop_tx.send(true).unwrap();
+        });
+        scheduler.run(&schedule, &runner).await.unwrap();
+        stopper.await.unwrap();
+        let runs = runner.runs.lock().unwrap().clone();
+        let count = |kind| runs.iter().filter(|(_, job)| *job == kind).count();
+        // A firing every second for about three seconds, each job 200 ms, one at a time (the
+        // recorder fails on overlap).
+        assert!((2..=4).contains(&count(JobKind::SheetSync)), "{runs:?}");
+        assert!((2..=4).contains(&count(JobKind::InboxCheck)), "{runs:?}");
+        assert_eq!(count(JobKind::Coordination), 0, "{runs:?}");
+        assert!(!*runner.running.lock().unwrap());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,6 @@
 //! `salesdept serve [--listen ADDR] [--demo]`: the long-running service — the store (migrations
 //! applied), the department on the embedded adapters from `config/agents.yaml`, the wall-clock
-//! scheduler and the HTTP server (the JSON API under `/api`, the dashboard at `/`, `/healthz`,
+//! scheduler (the schedule's jobs as tokio-cron-scheduler cron jobs in its time zone) and the HTTP server (the JSON API under `/api`, the dashboard at `/`, `/healthz`,
 //! `/readyz`). One line on stdout names the bound address. SIGTERM or Ctrl-C stops it
 //! cleanly: no new jobs, the running one finishes, in-flight requests finish, the subscriptions
 //! catch up (their checkpoints stored) and give their leases back, the store is closed.
@@ -19,7 +19,7 @@ use axum::routing::get;
 use chrono::{NaiveTime, TimeDelta, Weekday};
 use salesdept_agents::clock::{Clock, SystemClock};
 use salesdept_agents::department::{
-    Department, DepartmentSettings, Heartbeat, JobKind, Scheduler, WallClockScheduler,
+    CronTriggers, Department, DepartmentSettings, Heartbeat, JobKind, Scheduler, WallClockScheduler,
 };
 use salesdept_agents::sandbox::SandboxNetwork;
 use salesdept_events::Store;
@@ -84,8 +84,12 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             .await
             .context("cannot set up the department")?,
     );
+    let schedule = department.schedule();
+    let cron = CronTriggers::start(&schedule)
+        .await
+        .context("cannot start the cron scheduler")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx);
+    let mut scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx).cron(cron);
     if args.demo {
         scheduler = scheduler.run_at_start([JobKind::ScheduledSearch, JobKind::Coordination]);
     }
@@ -115,7 +119,6 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(%address, backend = store.backend(), demo = args.demo, "serving");
 
-    let schedule = department.schedule();
     let runner = Arc::clone(&department);
     let jobs = tokio::spawn(async move { scheduler.run(&schedule, runner.as_ref()).await });
     let served = axum::serve(listener, app)
