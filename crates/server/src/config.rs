@@ -13,6 +13,9 @@ use figment::providers::{Env, Format, Yaml};
 use salesdept_agents::llm::LlmConfig;
 use serde::{Deserialize, Serialize};
 
+mod outside;
+pub use outside::{ConfigSecret, LinkedInConfig, MailConfig};
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,6 +44,8 @@ pub struct AgentsConfig {
     pub outreach: OutreachConfig,
     pub sheet: SheetConfig,
     pub api: ApiConfig,
+    pub mail: MailConfig,
+    pub linkedin: LinkedInConfig,
 }
 
 /// The HTTP API (`api:`): bearer tokens, each with a user and a role. A token is given as
@@ -190,6 +195,9 @@ pub struct AccountConfig {
     pub invitations_per_day: Option<u32>,
     #[serde(default)]
     pub invitations_per_week: Option<u32>,
+    /// The account's id at the LinkedIn provider (Unipile's connected-account id).
+    #[serde(default)]
+    pub provider_account_id: Option<String>,
 }
 
 impl Default for AgentsConfig {
@@ -201,6 +209,8 @@ impl Default for AgentsConfig {
             outreach: OutreachConfig::default(),
             sheet: SheetConfig::default(),
             api: ApiConfig::default(),
+            mail: MailConfig::default(),
+            linkedin: LinkedInConfig::default(),
         }
     }
 }
@@ -286,6 +296,7 @@ impl Default for OutreachConfig {
                 rate_limit_daily: None,
                 invitations_per_day: None,
                 invitations_per_week: None,
+                provider_account_id: None,
             }],
         }
     }
@@ -567,8 +578,21 @@ impl AgentsConfig {
             if let Some(zone) = &account.timezone {
                 parse_zone(zone).map_err(|m| invalid(&format!("{key}.timezone"), m))?;
             }
+            if finder.linkedin_service == "unipile"
+                && account
+                    .provider_account_id
+                    .as_deref()
+                    .is_none_or(|id| id.trim().is_empty())
+            {
+                return Err(invalid(
+                    &format!("{key}.provider_account_id"),
+                    "must name the Unipile account for lead_finder.linkedin_service unipile".into(),
+                ));
+            }
         }
         self.sheet.validate(file)?;
+        self.mail.validate(file)?;
+        self.linkedin.validate(file, &finder.linkedin_service)?;
         for (index, token) in self.api.tokens.iter().enumerate() {
             let key = format!("api.tokens[{index}]");
             if token.user.trim().is_empty() || token.user.trim() != token.user {

@@ -1,5 +1,6 @@
 //! `salesdept`: the command line of the AI sales department.
 
+mod adapters;
 mod cli;
 mod commands;
 mod config;

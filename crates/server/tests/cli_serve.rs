@@ -143,6 +143,12 @@ async fn serve_demo(database: Option<String>, backend: &str) {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["backend"], backend);
     assert!(ready["jobs"]["scheduled_search"].as_u64().unwrap() >= 1);
+    for agent in ["lead_finder", "outreach", "sales_manager", "projections"] {
+        assert!(
+            ready["agents"][agent]["heartbeat_at"].is_string(),
+            "{agent}: {ready}"
+        );
+    }
     // The jobs that found the leads are counted, and the lead table's lag is reported.
     let metrics = client
         .get(format!("{url}/metrics"))

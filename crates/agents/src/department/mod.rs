@@ -32,7 +32,7 @@ use salesdept_events::{
 };
 use salesdept_projections::leads::LeadTableHandler;
 use salesdept_projections::reports::ReportsProjection;
-use salesdept_projections::sheet::{CsvFileSink, SheetSync};
+use salesdept_projections::sheet::{CsvFileSink, SheetSink, SheetSync};
 
 pub use cron::{CronError, CronTriggers};
 pub use driver::{
@@ -46,7 +46,9 @@ use crate::clock::Clock;
 use crate::lead_finder::handler::{LEAD_FINDER_SUBSCRIPTION, LeadFinderHandler, ScheduledSearch};
 use crate::lead_finder::{FinderSettings, LeadFinder};
 use crate::linkedin::LinkedInPort;
-use crate::llm::RulesOnly;
+use crate::llm::{
+    AgentName, LlmAnswer, LlmError, LlmPort, LlmRouter, LlmTask, RulesOnly, StructuredAnswer,
+};
 use crate::mail::{FileOutbox, MailPort, Mailbox};
 use crate::manager::{ManagerSettings, SalesManager};
 use crate::outreach::{
@@ -152,6 +154,58 @@ pub fn default_search() -> SearchCriteria {
 pub type LinkedInWrapper =
     Arc<dyn Fn(&AccountId, Arc<dyn LinkedInPort>) -> Arc<dyn LinkedInPort> + Send + Sync>;
 
+/// The outside world the department talks to, where it is not the embedded default. Each part
+/// left empty keeps its default: the sandbox network, the rules, the file outbox, the CSV Sheet.
+#[derive(Clone, Default)]
+pub struct Adapters {
+    /// Each sending account's LinkedIn adapter; an account not listed uses the sandbox.
+    pub linkedin: Vec<(AccountId, Arc<dyn LinkedInPort>)>,
+    /// The configured LLM chains (agents without a chain use the rules).
+    pub llm: Option<Arc<LlmRouter>>,
+    pub mail: Option<Arc<dyn MailPort>>,
+    /// The Sheet, instead of the CSV file of [`DepartmentSettings::sheet_csv`].
+    pub sheet: Option<Arc<dyn SheetSink>>,
+}
+
+impl std::fmt::Debug for Adapters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapters")
+            .field(
+                "linkedin",
+                &self.linkedin.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
+            .field("llm", &self.llm.is_some())
+            .field("mail", &self.mail.is_some())
+            .field("sheet", &self.sheet.as_ref().map(|sheet| sheet.target()))
+            .finish()
+    }
+}
+
+/// The department's LLM port: the rules, or the configured router.
+#[derive(Debug)]
+pub enum DepartmentLlm {
+    Rules(RulesOnly),
+    Router(Arc<LlmRouter>),
+}
+
+impl LlmPort for DepartmentLlm {
+    async fn complete<T, F>(
+        &self,
+        agent: AgentName,
+        task: &LlmTask,
+        fallback: F,
+    ) -> Result<LlmAnswer<T>, LlmError>
+    where
+        T: StructuredAnswer,
+        F: FnOnce() -> T + Send,
+    {
+        match self {
+            Self::Rules(rules) => rules.complete(agent, task, fallback).await,
+            Self::Router(router) => router.complete(agent, task, fallback).await,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DepartmentError {
     #[error("the department needs at least one sending account")]
@@ -172,12 +226,35 @@ pub struct Department {
     clock: Arc<dyn Clock>,
     network: Arc<SandboxNetwork>,
     settings: DepartmentSettings,
-    outreach: Arc<OutreachAgent<Store, RulesOnly>>,
-    manager: SalesManager<Store, RulesOnly>,
+    outreach: Arc<OutreachAgent<Store, DepartmentLlm>>,
+    manager: SalesManager<Store, DepartmentLlm>,
     scheduled_search: ScheduledSearch,
     sheet: Option<SheetSync>,
     subscriptions: Vec<Subscription>,
     leads_found: Arc<AtomicU64>,
+    /// When each agent last finished work: a job, or a catch-up of its subscriptions.
+    heartbeats: std::sync::Mutex<std::collections::BTreeMap<&'static str, DateTime<Utc>>>,
+}
+
+/// One agent's liveness, for readiness checks and the dashboard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentHeartbeat {
+    /// `lead_finder`, `outreach`, `sales_manager` or `projections`.
+    pub agent: &'static str,
+    /// When it last finished work (the department's start before its first).
+    pub beat_at: DateTime<Utc>,
+    /// How often it works on its own: zero for agents fed by a subscription (they follow the
+    /// log on every tick), the monitoring interval for the Sales Manager.
+    pub works_every: Duration,
+}
+
+/// The agent a subscription feeds.
+fn subscription_agent(name: &str) -> &'static str {
+    match name {
+        LEAD_FINDER_SUBSCRIPTION => "lead_finder",
+        OUTREACH_SUBSCRIPTION | HAND_OVER_SUBSCRIPTION => "outreach",
+        _ => "projections",
+    }
 }
 
 impl Department {
@@ -201,6 +278,29 @@ impl Department {
         settings: DepartmentSettings,
         wrap: Option<LinkedInWrapper>,
     ) -> Result<Self, DepartmentError> {
+        Self::assemble(store, clock, network, settings, Adapters::default(), wrap).await
+    }
+
+    /// As [`Department::new`], on `adapters` where they are given (what `serve` runs with a
+    /// production configuration).
+    pub async fn with_adapters(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        network: Arc<SandboxNetwork>,
+        settings: DepartmentSettings,
+        adapters: Adapters,
+    ) -> Result<Self, DepartmentError> {
+        Self::assemble(store, clock, network, settings, adapters, None).await
+    }
+
+    async fn assemble(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        network: Arc<SandboxNetwork>,
+        settings: DepartmentSettings,
+        adapters: Adapters,
+        wrap: Option<LinkedInWrapper>,
+    ) -> Result<Self, DepartmentError> {
         if settings.accounts.is_empty() {
             return Err(DepartmentError::NoAccounts);
         }
@@ -209,14 +309,21 @@ impl Department {
             .accounts
             .iter()
             .map(|account| {
-                let sandbox: Arc<dyn LinkedInPort> = Arc::new(SandboxLinkedIn::new(
-                    Arc::clone(&network),
-                    Arc::clone(&clock),
-                    account.id.to_string(),
-                ));
+                let configured = adapters
+                    .linkedin
+                    .iter()
+                    .find(|(id, _)| *id == account.id)
+                    .map(|(_, port)| Arc::clone(port));
+                let port: Arc<dyn LinkedInPort> = configured.unwrap_or_else(|| {
+                    Arc::new(SandboxLinkedIn::new(
+                        Arc::clone(&network),
+                        Arc::clone(&clock),
+                        account.id.to_string(),
+                    ))
+                });
                 let linkedin = match &wrap {
-                    Some(wrap) => wrap(&account.id, sandbox),
-                    None => sandbox,
+                    Some(wrap) => wrap(&account.id, port),
+                    None => port,
                 };
                 SendingAccount {
                     id: account.id.clone(),
@@ -225,7 +332,10 @@ impl Department {
                 }
             })
             .collect();
-        let llm = Arc::new(RulesOnly);
+        let llm = Arc::new(match &adapters.llm {
+            Some(router) => DepartmentLlm::Router(Arc::clone(router)),
+            None => DepartmentLlm::Rules(RulesOnly),
+        });
         // The Lead Finder searches through the primary account's adapter.
         let finder = Arc::new(LeadFinder::new(
             Arc::clone(&store),
@@ -246,8 +356,12 @@ impl Department {
             accounts.clone(),
             settings.outreach.clone(),
         ));
-        let mail: Arc<dyn MailPort> =
-            Arc::new(FileOutbox::open(&settings.outbox_dir, Duration::from_secs(10)).await?);
+        let mail: Arc<dyn MailPort> = match &adapters.mail {
+            Some(mail) => Arc::clone(mail),
+            None => {
+                Arc::new(FileOutbox::open(&settings.outbox_dir, Duration::from_secs(10)).await?)
+            }
+        };
         let manager = SalesManager::new(
             Arc::clone(&store),
             Arc::clone(&clock),
@@ -271,12 +385,13 @@ impl Department {
             settings.search.clone(),
             settings.schedule.search_every,
         );
-        let sheet = settings.sheet_csv.as_ref().map(|path| {
-            SheetSync::new(
-                store.as_ref().clone(),
-                Arc::new(CsvFileSink::new(path.clone())),
-            )
+        let sheet_sink = adapters.sheet.clone().or_else(|| {
+            settings
+                .sheet_csv
+                .as_ref()
+                .map(|path| Arc::new(CsvFileSink::new(path.clone())) as Arc<dyn SheetSink>)
         });
+        let sheet = sheet_sink.map(|sink| SheetSync::new(store.as_ref().clone(), sink));
         let subscription = |name: &str, handler: Arc<dyn Handler>| {
             Subscription::new(name, store.as_ref().clone(), handler)
                 .with_options(settings.subscription.clone())
@@ -296,6 +411,7 @@ impl Department {
                 Arc::new(ReportsProjection),
             ),
         ];
+        let started = clock.now();
         Ok(Self {
             store,
             clock,
@@ -307,6 +423,12 @@ impl Department {
             sheet,
             subscriptions,
             leads_found,
+            heartbeats: std::sync::Mutex::new(
+                ["lead_finder", "outreach", "sales_manager", "projections"]
+                    .into_iter()
+                    .map(|agent| (agent, started))
+                    .collect(),
+            ),
         })
     }
 
@@ -385,7 +507,10 @@ impl Department {
     ) -> Result<salesdept_events::subscription::CatchUp, DepartmentError> {
         loop {
             match subscription.catch_up().await {
-                Ok(pass) => return Ok(pass),
+                Ok(pass) => {
+                    self.beat(subscription_agent(subscription.name()));
+                    return Ok(pass);
+                }
                 Err(SubscriptionError::LeaseHeld { .. } | SubscriptionError::LeaseLost { .. })
                     if std::time::Instant::now() < deadline =>
                 {
@@ -394,6 +519,39 @@ impl Department {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    fn beat(&self, agent: &'static str) {
+        let now = self.clock.now();
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(agent, now);
+    }
+
+    /// Every agent's heartbeat.
+    pub fn agent_heartbeats(&self) -> Vec<AgentHeartbeat> {
+        let beats = self
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        beats
+            .into_iter()
+            .map(|(agent, beat_at)| AgentHeartbeat {
+                agent,
+                beat_at,
+                works_every: match agent {
+                    "sales_manager" => self
+                        .settings
+                        .schedule
+                        .monitor_every
+                        .to_std()
+                        .unwrap_or_default(),
+                    _ => Duration::ZERO,
+                },
+            })
+            .collect()
     }
 
     /// Gives every subscription's lease back (a clean stop; a crash lets them expire).
@@ -426,6 +584,13 @@ impl JobRunner for Department {
     async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
         let started = std::time::Instant::now();
         let result = self.run_job_unmeasured(job).await;
+        if result.is_ok() {
+            // The Sheet is a projection.
+            self.beat(match job_agent(job) {
+                "sheet" => "projections",
+                agent => agent,
+            });
+        }
         let labels = [("agent", job_agent(job)), ("job", job.as_str())];
         metrics::counter!("salesdept_agent_operations_total", &labels).increment(1);
         metrics::histogram!("salesdept_agent_operation_seconds", &labels)

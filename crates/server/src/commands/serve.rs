@@ -27,11 +27,13 @@ use salesdept_events::domain::WorkingHours;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::adapters::{configured_adapters, describe};
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::commands::simulate::department_settings;
 use crate::config::load_agents;
 use crate::database::open_store;
 use crate::http::dashboard::DashboardState;
+use crate::http::webhooks;
 use crate::http::{self, ApiState, ApiTokens, Role, TokenHash};
 
 /// Where the embedded defaults keep their files (the SQLite file, the outbox, the Sheet's CSV).
@@ -79,10 +81,19 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let store = open_store(global).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let network = Arc::new(SandboxNetwork::generate(SANDBOX_SEED, SANDBOX_SIZE));
+    let adapters =
+        configured_adapters(global, &agents, &settings, &store, Arc::clone(&clock)).await?;
+    let outside = describe(&agents, &adapters);
     let department = Arc::new(
-        Department::new(store.clone(), Arc::clone(&clock), network, settings)
-            .await
-            .context("cannot set up the department")?,
+        Department::with_adapters(
+            store.clone(),
+            Arc::clone(&clock),
+            network,
+            settings,
+            adapters,
+        )
+        .await
+        .context("cannot set up the department")?,
     );
     let schedule = department.schedule();
     let cron = CronTriggers::start(&schedule)
@@ -105,8 +116,14 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .merge(operations_router(OpsState {
             store: store.clone(),
             heartbeat,
+            department: Arc::clone(&department),
             clock: Arc::clone(&clock),
         }))
+        .merge(webhooks::router(
+            agents.linkedin.webhook_secret.clone(),
+            scheduler.inbox_trigger(),
+            Arc::clone(&clock),
+        ))
         .merge(http::metrics::router(store.clone(), metrics));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -117,7 +134,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         writeln!(stdout, "salesdept serving on http://{address}")?;
         stdout.flush()?;
     }
-    tracing::info!(%address, backend = store.backend(), demo = args.demo, "serving");
+    tracing::info!(%address, backend = store.backend(), demo = args.demo, %outside, "serving");
 
     let runner = Arc::clone(&department);
     let jobs = tokio::spawn(async move { scheduler.run(&schedule, runner.as_ref()).await });
@@ -232,6 +249,7 @@ fn demo_token(path: &Path) -> anyhow::Result<String> {
 struct OpsState {
     store: Store,
     heartbeat: Heartbeat,
+    department: Arc<Department>,
     clock: Arc<dyn Clock>,
 }
 
@@ -243,8 +261,10 @@ fn operations_router(state: OpsState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the store answers, every migration is applied and the scheduler's heartbeat is
-/// fresh; 503 with the reason otherwise.
+/// 200 when the store answers, every migration is applied, the scheduler's heartbeat is fresh
+/// and so is every agent's (an agent fed by a subscription beats on every catch-up, the Sales
+/// Manager on every job; it may be silent for twice its monitoring interval); 503 with the
+/// reason otherwise.
 async fn readyz(State(state): State<OpsState>) -> Response {
     let migrations = match migrations_current(&state.store).await {
         Ok(missing) => missing,
@@ -272,6 +292,23 @@ async fn readyz(State(state): State<OpsState>) -> Response {
         tracing::warn!(%error, "readiness: the subscriptions cannot catch up");
         return not_ready("the subscriptions cannot catch up with the log");
     }
+    let mut agents = serde_json::Map::new();
+    for agent in state.department.agent_heartbeats() {
+        let age = (now - agent.beat_at).to_std().unwrap_or(Duration::ZERO);
+        let allowed = HEARTBEAT_MAX_AGE.max(agent.works_every * 2);
+        if age > allowed {
+            return not_ready(&format!(
+                "the {} agent's heartbeat is {} s old (allowed {} s)",
+                agent.agent,
+                age.as_secs(),
+                allowed.as_secs()
+            ));
+        }
+        agents.insert(
+            agent.agent.to_owned(),
+            json!({"heartbeat_at": agent.beat_at, "age_seconds": age.as_secs()}),
+        );
+    }
     let last_job = beat
         .last_job
         .map(|(job, at, failed)| json!({"job": job.as_str(), "at": at, "failed": failed}));
@@ -281,6 +318,7 @@ async fn readyz(State(state): State<OpsState>) -> Response {
             "status": "ready",
             "backend": state.store.backend(),
             "heartbeat_at": beat_at,
+            "agents": agents,
             "last_job": last_job,
             "jobs": beat.jobs.iter().map(|(job, count)| (job.as_str(), *count)).collect::<std::collections::BTreeMap<_, _>>(),
             "job_failures": beat.failures.iter().map(|(job, count)| (job.as_str(), *count)).collect::<std::collections::BTreeMap<_, _>>(),

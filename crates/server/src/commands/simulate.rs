@@ -490,5 +490,10 @@ pub fn department_settings(
     if settings.hand_over.team.is_empty() {
         bail!("sales_manager.team_emails is empty: hand-overs would have nobody to go to");
     }
+    settings.hand_over.from = agents
+        .mail
+        .from
+        .parse()
+        .with_context(|| format!("mail.from: {:?} is not a mailbox", agents.mail.from))?;
     Ok(settings)
 }

@@ -23,6 +23,7 @@ pub mod reports;
 pub mod review;
 #[cfg(test)]
 mod tests;
+pub mod webhooks;
 
 use std::sync::Arc;
 
