@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use salesdept_events::domain::department::DepartmentState;
 use salesdept_events::domain::search::SearchCriteria;
-use salesdept_events::domain::{AccountId, AccountLimits};
+use salesdept_events::domain::{AccountId, AccountLimits, CommandHandler, DEPARTMENT_STREAM};
 use salesdept_events::{
     Handler, Store, StoreError, Subscription, SubscriptionError, SubscriptionOptions,
 };
@@ -232,6 +233,8 @@ pub struct Department {
     sheet: Option<SheetSync>,
     subscriptions: Vec<Subscription>,
     leads_found: Arc<AtomicU64>,
+    /// Reads the department stream for the agents a person paused (its state cached).
+    department_stream: CommandHandler<Store>,
     /// When each agent last finished work: a job, or a catch-up of its subscriptions.
     heartbeats: std::sync::Mutex<std::collections::BTreeMap<&'static str, DateTime<Utc>>>,
 }
@@ -412,7 +415,10 @@ impl Department {
             ),
         ];
         let started = clock.now();
+        let department_stream = CommandHandler::new(Arc::clone(&store))
+            .with_state_cache(|stream| stream == DEPARTMENT_STREAM);
         Ok(Self {
+            department_stream,
             store,
             clock,
             network,
@@ -475,10 +481,15 @@ impl Department {
     /// whole-log horizon is cluster-wide) every one has reached the head of the log.
     pub async fn catch_up_all(&self) -> Result<(), DepartmentError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let paused = self.paused_agents().await?;
         loop {
             let mut handled = 0;
             let mut lowest: Option<i64> = None;
             for subscription in &self.subscriptions {
+                // A paused agent's events wait in the log until it is resumed.
+                if paused.contains(subscription_agent(subscription.name())) {
+                    continue;
+                }
                 let pass = self.catch_up_one(subscription, deadline).await?;
                 handled += pass.handled + pass.parked;
                 let position = pass.checkpoint.global_position;
@@ -519,6 +530,16 @@ impl Department {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// The agents a person paused (`agent_paused` without a later `agent_resumed`).
+    pub async fn paused_agents(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        Ok(self
+            .department_stream
+            .load::<DepartmentState>(DEPARTMENT_STREAM)
+            .await?
+            .state
+            .paused_agents)
     }
 
     fn beat(&self, agent: &'static str) {
@@ -582,6 +603,11 @@ async fn head_position(store: &Store) -> Result<Option<i64>, StoreError> {
 #[async_trait]
 impl JobRunner for Department {
     async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
+        let agent = job_agent(job);
+        if self.paused_agents().await?.contains(agent) {
+            tracing::info!(%job, agent, "skipped: the agent is paused");
+            return Ok(JobOutcome::default());
+        }
         let started = std::time::Instant::now();
         let result = self.run_job_unmeasured(job).await;
         if result.is_ok() {
@@ -591,7 +617,7 @@ impl JobRunner for Department {
                 agent => agent,
             });
         }
-        let labels = [("agent", job_agent(job)), ("job", job.as_str())];
+        let labels = [("agent", agent), ("job", job.as_str())];
         metrics::counter!("salesdept_agent_operations_total", &labels).increment(1);
         metrics::histogram!("salesdept_agent_operation_seconds", &labels)
             .record(started.elapsed().as_secs_f64());

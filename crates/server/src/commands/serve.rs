@@ -262,9 +262,9 @@ fn operations_router(state: OpsState) -> Router {
 }
 
 /// 200 when the store answers, every migration is applied, the scheduler's heartbeat is fresh
-/// and so is every agent's (an agent fed by a subscription beats on every catch-up, the Sales
-/// Manager on every job; it may be silent for twice its monitoring interval); 503 with the
-/// reason otherwise.
+/// and so is every agent's that is not paused (an agent fed by a subscription beats on every
+/// catch-up, the Sales Manager on every job; it may be silent for twice its monitoring
+/// interval); 503 with the reason otherwise.
 async fn readyz(State(state): State<OpsState>) -> Response {
     let migrations = match migrations_current(&state.store).await {
         Ok(missing) => missing,
@@ -292,11 +292,20 @@ async fn readyz(State(state): State<OpsState>) -> Response {
         tracing::warn!(%error, "readiness: the subscriptions cannot catch up");
         return not_ready("the subscriptions cannot catch up with the log");
     }
+    let paused = match state.department.paused_agents().await {
+        Ok(paused) => paused,
+        Err(error) => {
+            tracing::warn!(%error, "readiness: the department stream cannot be read");
+            return not_ready("the event store does not answer");
+        }
+    };
     let mut agents = serde_json::Map::new();
     for agent in state.department.agent_heartbeats() {
         let age = (now - agent.beat_at).to_std().unwrap_or(Duration::ZERO);
         let allowed = HEARTBEAT_MAX_AGE.max(agent.works_every * 2);
-        if age > allowed {
+        let is_paused = paused.contains(agent.agent);
+        // A paused agent is silent on purpose.
+        if age > allowed && !is_paused {
             return not_ready(&format!(
                 "the {} agent's heartbeat is {} s old (allowed {} s)",
                 agent.agent,
@@ -306,7 +315,7 @@ async fn readyz(State(state): State<OpsState>) -> Response {
         }
         agents.insert(
             agent.agent.to_owned(),
-            json!({"heartbeat_at": agent.beat_at, "age_seconds": age.as_secs()}),
+            json!({"heartbeat_at": agent.beat_at, "age_seconds": age.as_secs(), "paused": is_paused}),
         );
     }
     let last_job = beat
