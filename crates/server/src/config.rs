@@ -726,6 +726,59 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail fixes the closure's error type"
+    )]
+    fn the_production_example_config_is_valid_and_keeps_its_secrets() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/production"
+        ));
+        let variables = [
+            ("UNIPILE_PRIMARY_ACCOUNT_ID", "acc-1"),
+            ("UNIPILE_RESERVE_ACCOUNT_ID", "acc-2"),
+            ("SHEET_ID", "sheet-1"),
+            ("SMTP_PASSWORD", "smtp-secret-8812"),
+            ("UNIPILE_API_KEY", "unipile-secret-7781"),
+            ("UNIPILE_DSN", "api1.unipile.com:13111"),
+            ("LINKEDIN_WEBHOOK_SECRET", "webhook-secret-3321"),
+            ("API_TOKEN_OPS", "ops-token-0123456789abcdef"),
+            ("API_TOKEN_ADMIN", "admin-token-0123456789abcdef"),
+        ];
+        figment::Jail::expect_with(|jail| {
+            for (name, value) in variables {
+                jail.set_env(name, value);
+            }
+            // The service account's key file is checked to exist; stand one in.
+            let key = jail.directory().join("service-account.json");
+            std::fs::write(&key, "{}").unwrap();
+            let text = std::fs::read_to_string(dir.join("agents.yaml"))
+                .unwrap()
+                .replace("/etc/salesdept/service-account.json", key.to_str().unwrap());
+            let copy = jail.directory().join("production");
+            std::fs::create_dir_all(&copy).unwrap();
+            std::fs::write(copy.join("agents.yaml"), text).unwrap();
+            let config = load_agents(&copy).unwrap();
+            assert_eq!(config.lead_finder.linkedin_service, "unipile");
+            assert_eq!(config.mail.provider, "smtp");
+            assert_eq!(config.sheet.provider, "google");
+            assert_eq!(
+                config.outreach.accounts[1].provider_account_id.as_deref(),
+                Some("acc-2")
+            );
+            let shown = format!("{config:?}");
+            for (_, value) in &variables[3..7] {
+                assert!(!shown.contains(value), "a secret in Debug");
+            }
+            jail.set_env("OPENAI_API_KEY", "sk-openai-secret");
+            let llm = load_llm(dir).unwrap().expect("llm.yaml");
+            assert!(llm.providers.contains_key("openai"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_google_sheet_configuration_is_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key.json");
@@ -813,6 +866,41 @@ mod tests {
                 "outreach.message_generation_mode",
             ),
             ("sheet:\n  provider: excel\n", "sheet.provider"),
+            ("mail:\n  provider: pigeon\n", "mail.provider"),
+            ("mail:\n  from: nobody\n", "mail.from"),
+            ("mail:\n  provider: smtp\n", "mail.smtp_host"),
+            (
+                "mail:\n  provider: smtp\n  smtp_host: mx\n  smtp_tls: maybe\n",
+                "mail.smtp_tls",
+            ),
+            (
+                "mail:\n  provider: smtp\n  smtp_host: mx\n  smtp_password: hunter2\n",
+                "mail.smtp_username",
+            ),
+            (
+                "lead_finder:\n  linkedin_service: unipile\noutreach:\n  accounts: [{id: primary}]\n",
+                "outreach.accounts[0].provider_account_id",
+            ),
+            (
+                "lead_finder:\n  linkedin_service: unipile\noutreach:\n  accounts: [{id: primary, provider_account_id: x}]\n",
+                "linkedin.api_key",
+            ),
+            (
+                "lead_finder:\n  linkedin_service: unipile\noutreach:\n  accounts: [{id: primary, provider_account_id: x}]\nlinkedin:\n  api_key: k\n",
+                "linkedin.unipile_dsn",
+            ),
+            (
+                "lead_finder:\n  linkedin_service: gojiberry\nlinkedin:\n  api_key: k\n",
+                "linkedin.gojiberry_campaign_list_id",
+            ),
+            (
+                "linkedin:\n  api_base_url: not a url\n",
+                "linkedin.api_base_url",
+            ),
+            (
+                "linkedin:\n  request_timeout_seconds: 0\n",
+                "linkedin.request_timeout_seconds",
+            ),
             (
                 "sheet:\n  provider: google\n  service_account_key_file: /dev/null\n",
                 "sheet.spreadsheet_id",
