@@ -477,6 +477,24 @@ async fn review(current: PageSession, State(state): State<DashboardState>) -> Pa
 pub struct DecisionForm {
     pub csrf: Option<String>,
     pub reason: Option<String>,
+    /// The message as approved (the review box's text).
+    pub text: Option<String>,
+    /// The draft's text as the page showed it: a `text` equal to it is no edit.
+    pub original: Option<String>,
+}
+
+impl DecisionForm {
+    /// The person's own text, when they changed the draft (line endings as browsers send them
+    /// do not count).
+    fn edited_text(&self) -> Option<String> {
+        let normalise = |text: &str| text.replace("\r\n", "\n").trim().to_owned();
+        let text = normalise(self.text.as_deref()?);
+        let unchanged = self
+            .original
+            .as_deref()
+            .is_some_and(|original| normalise(original) == text);
+        (!unchanged && !text.is_empty()).then_some(text)
+    }
 }
 
 /// `POST /review/{lead}/drafts/{draft}/approve`: the API's `message_approved`, the session's
@@ -489,7 +507,7 @@ async fn approve(
 ) -> PageResult {
     let command = LeadCommand::ApproveMessage {
         draft_id,
-        edited_text: None,
+        edited_text: form.edited_text(),
     };
     decide(&state, &current.session, &form, lead_id, &command).await
 }

@@ -341,10 +341,14 @@ pub fn review(queue: &Value, session: &Session) -> Markup {
                         a href={ "/leads/" (lead_id) } { (text(&draft["name"])) } " · " (text(&draft["company"]))
                         " · " (text(&draft["kind"])) " · " span.muted { (text(&draft["state"])) }
                     }
-                    pre { (text(&draft["text"])) }
                     @if may_decide {
-                        form method="post" action={ "/review/" (lead_id) "/drafts/" (draft_id) "/approve" } style="display:inline" {
+                        // Approving sends the text as it stands in the box: edited, the
+                        // approval records the person's text instead of the draft's.
+                        form method="post" action={ "/review/" (lead_id) "/drafts/" (draft_id) "/approve" } {
                             (csrf_field(session))
+                            input type="hidden" name="original" value=(text(&draft["text"]));
+                            textarea name="text" rows="6" cols="80" { (text(&draft["text"])) }
+                            br;
                             button type="submit" class="approve" { "Approve" }
                         }
                         " "
@@ -354,6 +358,7 @@ pub fn review(queue: &Value, session: &Session) -> Markup {
                             button type="submit" class="reject" { "Reject" }
                         }
                     } @else {
+                        pre { (text(&draft["text"])) }
                         p.muted { "Approving needs the operator role." }
                     }
                 }

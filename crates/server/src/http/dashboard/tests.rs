@@ -222,7 +222,14 @@ async fn review_decisions_need_csrf_and_the_operator_role(store: Store) {
             .all(|event| event.event_type != "message_approved")
     );
 
-    let answer = form(&app, &approve, Some(&operator), &format!("csrf={csrf}")).await;
+    // The operator edits the text in the box before approving.
+    let answer = form(
+        &app,
+        &approve,
+        Some(&operator),
+        &format!("csrf={csrf}&original=Hello+Grace&text=Hello+Grace%2C+see+you+in+Berlin"),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
     assert_eq!(answer.headers[header::LOCATION], "/review");
     let after = events_of(&store, &salesdept_events::domain::lead_stream(lead_id)).await;
@@ -230,6 +237,7 @@ async fn review_decisions_need_csrf_and_the_operator_role(store: Store) {
     assert_eq!(approved.event_type, "message_approved");
     assert_eq!(approved.metadata.actor, Actor::human("ana"));
     assert_eq!(approved.data["draft_id"], draft_id.to_string());
+    assert_eq!(approved.data["edited"], true, "{:?}", approved.data);
     assert_eq!(after.len(), before.len() + 1);
 
     // The lead table and the timeline show the name escaped too.
