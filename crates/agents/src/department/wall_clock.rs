@@ -5,9 +5,10 @@
 //! scheduled job from [`Recurrence::cron_expression`]); without it the loop computes the same
 //! times itself on the department's clock with [`Schedule::next_after`] (what the tests do on
 //! tokio's paused time). Jobs run one at a time — the loop is the
-//! only caller of the runner — each followed by a catch-up of every subscription. Between jobs a
-//! catch-up tick every [`WallClockScheduler::tick`] keeps the subscriptions following the log,
-//! so a human command from the API gets its reaction within seconds. A failing job or catch-up
+//! only caller of the runner — each followed by a catch-up of every subscription. Between jobs the
+//! subscriptions follow the log on the store's wake-up signal ([`WallClockScheduler::wake_on`])
+//! and on a catch-up tick every [`WallClockScheduler::tick`], so a human command from the API
+//! gets its reaction at once. A failing job or catch-up
 //! is logged and the loop goes on; a stop request ends the loop after the running job.
 //!
 //! [`Recurrence::cron_expression`]: super::Recurrence::cron_expression
@@ -67,6 +68,7 @@ pub struct WallClockScheduler {
     heartbeat: Heartbeat,
     max_runs_per_instant: u32,
     cron: tokio::sync::Mutex<Option<CronTriggers>>,
+    wake_ups: Option<watch::Receiver<u64>>,
 }
 
 impl WallClockScheduler {
@@ -81,7 +83,15 @@ impl WallClockScheduler {
             heartbeat: Heartbeat::default(),
             max_runs_per_instant: 50,
             cron: tokio::sync::Mutex::new(None),
+            wake_ups: None,
         }
+    }
+
+    /// Catches up as soon as `wake_ups` changes (the store's signal of new events), besides
+    /// every tick: a person's command gets its agents' reaction at once.
+    pub fn wake_on(mut self, wake_ups: watch::Receiver<u64>) -> Self {
+        self.wake_ups = Some(wake_ups);
+        self
     }
 
     /// Takes the due times from `cron`'s firings instead of computing them (the cron scheduler
@@ -226,6 +236,7 @@ impl Scheduler for WallClockScheduler {
             }
         }
         let mut cron = self.cron.lock().await.take();
+        let mut wake_ups = self.wake_ups.clone();
         // With cron, a job is due from its firing until it has run.
         let mut due: BTreeMap<JobKind, DateTime<Utc>> = match cron {
             Some(_) => BTreeMap::new(),
@@ -250,6 +261,7 @@ impl Scheduler for WallClockScheduler {
                 Some(kind) = cron_firing(&mut cron) => {
                     due.entry(kind).or_insert_with(|| self.clock.now());
                 }
+                true = new_events(&mut wake_ups) => {}
             }
             if self.stopped() {
                 break;
@@ -282,6 +294,15 @@ impl Scheduler for WallClockScheduler {
         }
         report.ended_at = Some(self.clock.now());
         Ok(report)
+    }
+}
+
+/// Whether the store signalled new events; never returns without a signal (and false once the
+/// store is gone, which disables the branch).
+async fn new_events(wake_ups: &mut Option<watch::Receiver<u64>>) -> bool {
+    match wake_ups {
+        Some(wake_ups) => wake_ups.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -472,6 +493,52 @@ mod tests {
         assert!((2..=4).contains(&count(JobKind::InboxCheck)), "{runs:?}");
         assert_eq!(count(JobKind::Coordination), 0, "{runs:?}");
         assert!(!*runner.running.lock().unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_events_in_the_store_are_caught_up_at_once() {
+        let (clock, runner) = paused_clock_and_recorder("2026-12-05T12:00:00Z");
+        let (signal, wake_ups) = watch::channel(0u64);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // A Saturday afternoon with an hour's tick: nothing is due, no tick comes.
+        let scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx)
+            .tick(Duration::from_secs(3600))
+            .wake_on(wake_ups);
+        let schedule = Schedule::new(&ScheduleSettings {
+            monitor_every: chrono::TimeDelta::hours(6),
+            sheet_sync_every: chrono::TimeDelta::hours(6),
+            inbox_every: chrono::TimeDelta::hours(6),
+            ..ScheduleSettings::default()
+        });
+        let counts = Arc::new(Mutex::new(Vec::new()));
+        let runner = Arc::new(runner);
+        let probe = {
+            let runner = Arc::clone(&runner);
+            let counts = Arc::clone(&counts);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                counts
+                    .lock()
+                    .unwrap()
+                    .push(*runner.catch_ups.lock().unwrap());
+                signal.send(1).unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                counts
+                    .lock()
+                    .unwrap()
+                    .push(*runner.catch_ups.lock().unwrap());
+                stop_tx.send(true).unwrap();
+            })
+        };
+        scheduler.run(&schedule, runner.as_ref()).await.unwrap();
+        probe.await.unwrap();
+        let counts = counts.lock().unwrap().clone();
+        assert_eq!(
+            counts[1],
+            counts[0] + 1,
+            "one catch-up right after the signal"
+        );
+        assert!(runner.runs.lock().unwrap().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

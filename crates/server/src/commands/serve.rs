@@ -100,7 +100,9 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot start the cron scheduler")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx).cron(cron);
+    let mut scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx)
+        .cron(cron)
+        .wake_on(salesdept_events::EventStore::wake_ups(&store));
     if args.demo {
         scheduler = scheduler.run_at_start([JobKind::ScheduledSearch, JobKind::Coordination]);
     }
