@@ -112,7 +112,11 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .with_review_confidence_threshold(agents.lead_finder.review_confidence_threshold);
     let dashboard = DashboardState::new(api.clone())
         .with_accounts(accounts)
-        .with_heartbeat(heartbeat.clone());
+        .with_heartbeat(heartbeat.clone())
+        .with_agent_heartbeats({
+            let department = Arc::clone(&department);
+            Arc::new(move || department.agent_heartbeats())
+        });
     let app = http::router(api)
         .merge(http::dashboard::router(dashboard))
         .merge(operations_router(OpsState {

@@ -30,7 +30,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::TimeDelta;
 use maud::Markup;
-use salesdept_agents::department::Heartbeat;
+use salesdept_agents::department::{AgentHeartbeat, Heartbeat};
 use salesdept_events::domain::{
     AccountId, AccountLimits, AccountState, DEPARTMENT_STREAM, DepartmentState, LeadCommand,
     SendAction, account_stream,
@@ -53,6 +53,9 @@ pub const AGENTS: [&str; 3] = ["lead_finder", "sales_manager", "outreach"];
 /// Leads per page of the lead table.
 pub const LEADS_PER_PAGE: i64 = 50;
 
+/// Reads the department's per-agent heartbeats.
+pub type AgentHeartbeats = Arc<dyn Fn() -> Vec<AgentHeartbeat> + Send + Sync>;
+
 /// What the dashboard needs besides the API's state.
 #[derive(Clone)]
 pub struct DashboardState {
@@ -62,6 +65,8 @@ pub struct DashboardState {
     pub accounts: Arc<Vec<(AccountId, AccountLimits)>>,
     /// The scheduler's heartbeat (None: no scheduler runs in this process).
     pub heartbeat: Option<Heartbeat>,
+    /// Each agent's last work (None: no department runs in this process).
+    pub agent_heartbeats: Option<AgentHeartbeats>,
     /// Mark the session cookie `Secure` (behind HTTPS).
     pub secure_cookies: bool,
 }
@@ -73,6 +78,7 @@ impl DashboardState {
             sessions: Arc::new(Sessions::default()),
             accounts: Arc::new(Vec::new()),
             heartbeat: None,
+            agent_heartbeats: None,
             secure_cookies: false,
         }
     }
@@ -84,6 +90,11 @@ impl DashboardState {
 
     pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
         self.heartbeat = Some(heartbeat);
+        self
+    }
+
+    pub fn with_agent_heartbeats(mut self, heartbeats: AgentHeartbeats) -> Self {
+        self.agent_heartbeats = Some(heartbeats);
         self
     }
 }
@@ -324,12 +335,21 @@ async fn overview(current: PageSession, State(state): State<DashboardState>) -> 
         .as_ref()
         .map(Heartbeat::state)
         .unwrap_or_default();
+    let beats = state
+        .agent_heartbeats
+        .as_ref()
+        .map(|read| read())
+        .unwrap_or_default();
     let health = Health {
         agents: AGENTS
             .iter()
             .map(|agent| AgentHealth {
                 agent: (*agent).to_owned(),
                 paused: department.state.paused_agents.contains(*agent),
+                last_work: beats
+                    .iter()
+                    .find(|beat| beat.agent == *agent)
+                    .map(|beat| beat.beat_at),
             })
             .collect(),
         heartbeat_at: beat.beat_at,

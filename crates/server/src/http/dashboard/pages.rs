@@ -120,6 +120,8 @@ pub struct AccountUse {
 pub struct AgentHealth {
     pub agent: String,
     pub paused: bool,
+    /// When it last finished work (a job or a catch-up of its subscriptions).
+    pub last_work: Option<DateTime<Utc>>,
 }
 
 /// The scheduler's state and the subscriptions' lag.
@@ -163,11 +165,12 @@ pub fn overview(
         section {
             h2 { "Agent health" }
             table {
-                tr { th { "Agent" } th { "State" } }
+                tr { th { "Agent" } th { "State" } th { "Last work" } }
                 @for agent in &health.agents {
                     tr {
                         td { (agent.agent) }
                         td { @if agent.paused { span.bad { "paused" } } @else { span.ok { "running" } } }
+                        td { @match agent.last_work { Some(at) => (at.to_rfc3339()), None => span.muted { "—" } } }
                     }
                 }
             }
