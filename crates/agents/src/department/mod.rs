@@ -175,6 +175,9 @@ pub struct Department {
     sheet: Option<SheetSync>,
     subscriptions: Vec<Subscription>,
     leads_found: Arc<AtomicU64>,
+    /// What the log looked like when every subscription last reached its head (embedded store
+    /// only): while it looks the same, a catch-up has nothing to do.
+    caught_up_at: std::sync::Mutex<Option<LogMark>>,
 }
 
 impl Department {
@@ -304,6 +307,7 @@ impl Department {
             sheet,
             subscriptions,
             leads_found,
+            caught_up_at: std::sync::Mutex::default(),
         })
     }
 
@@ -348,7 +352,34 @@ impl Department {
 
     /// Runs every subscription until none has anything left and (on PostgreSQL, whose
     /// whole-log horizon is cluster-wide) every one has reached the head of the log.
+    ///
+    /// On SQLite a catch-up is skipped while the log's head (and the dead letters waiting for a
+    /// retry) are where the last complete catch-up left them: SQLite serialises writers, so no
+    /// event can appear below the head later. PostgreSQL always catches up (a transaction that
+    /// took a lower position may still commit).
     pub async fn catch_up_all(&self) -> Result<(), DepartmentError> {
+        let mark = log_mark(&self.store).await?;
+        if mark.is_some() && *self.caught_up_mark() == mark {
+            return Ok(());
+        }
+        // The head every subscription was seen to reach, not a fresh read: an event appended
+        // after that check must not be taken as handled.
+        let reached = self.catch_up_subscriptions().await?;
+        *self.caught_up_mark() = mark.map(|mark| LogMark {
+            head: reached,
+            ..mark
+        });
+        Ok(())
+    }
+
+    fn caught_up_mark(&self) -> std::sync::MutexGuard<'_, Option<LogMark>> {
+        self.caught_up_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns the head of the log that every subscription reached.
+    async fn catch_up_subscriptions(&self) -> Result<Option<i64>, DepartmentError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let mut handled = 0;
@@ -364,7 +395,7 @@ impl Department {
             }
             let head = head_position(&self.store).await?;
             if head.is_none_or(|head| lowest.unwrap_or(0) >= head) {
-                return Ok(());
+                return Ok(head);
             }
             if std::time::Instant::now() > deadline {
                 return Err(DepartmentError::CatchUpTimeout(Duration::from_secs(60)));
@@ -400,6 +431,31 @@ impl Department {
         }
         Ok(())
     }
+}
+
+/// The embedded log's head and the number of dead letters marked for a retry (see
+/// [`Department::catch_up_all`]); None on PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LogMark {
+    head: Option<i64>,
+    retries_requested: i64,
+}
+
+async fn log_mark(store: &Store) -> Result<Option<LogMark>, StoreError> {
+    let Store::Sqlite(store) = store else {
+        return Ok(None);
+    };
+    let (head, retries_requested) = sqlx::query_as(
+        "SELECT (SELECT max(global_position) FROM events), \
+         (SELECT count(*) FROM dead_letters WHERE retry_requested_at IS NOT NULL \
+          AND resolved_at IS NULL)",
+    )
+    .fetch_one(store.read_pool())
+    .await?;
+    Ok(Some(LogMark {
+        head,
+        retries_requested,
+    }))
 }
 
 /// The highest global position in the log (None when it is empty).
