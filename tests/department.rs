@@ -140,3 +140,49 @@ async fn a_crash_between_the_provider_and_the_log_loses_and_doubles_nothing(pool
         "the cut-off send {cut_off} was reconciled, not resent"
     );
 }
+
+/// The subscriptions' rows: name, checkpoint, lease expiry and last update.
+async fn subscription_rows(store: &Store) -> Vec<(String, i64, Option<i64>, String)> {
+    let Store::Sqlite(sqlite) = store else {
+        unreachable!("the embedded store")
+    };
+    sqlx::query_as(
+        "SELECT name, checkpoint_pos, lease_expires_at, updated_at FROM subscriptions ORDER BY name",
+    )
+    .fetch_all(sqlite.read_pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn on_sqlite_a_catch_up_is_skipped_only_while_the_log_has_not_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("log.sqlite").display());
+    let store = Store::connect(&url, domain::upcasters()).await.unwrap();
+    store.migrate().await.unwrap();
+    let world = World::new(store.clone(), SEED, PEOPLE, ACCOUNTS, LEADS_PER_DAY);
+    let department = world.department(None).await;
+    world.run(&department, start() + TimeDelta::hours(36)).await;
+    let head: i64 = match &store {
+        Store::Sqlite(sqlite) => sqlx::query_scalar("SELECT max(global_position) FROM events")
+            .fetch_one(sqlite.read_pool())
+            .await
+            .unwrap(),
+        Store::Postgres(_) => unreachable!(),
+    };
+    let caught_up = subscription_rows(&store).await;
+    assert_eq!(caught_up.len(), 5, "{caught_up:?}");
+    assert!(caught_up.iter().all(|row| row.1 == head), "{caught_up:?}");
+
+    // Nothing appended: the subscriptions are not even asked (no lease renewed).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    department.catch_up_all().await.unwrap();
+    assert_eq!(subscription_rows(&store).await, caught_up);
+
+    // The log moves on (skips in between included), and the projections still equal a replay.
+    world.run(&department, start() + TimeDelta::hours(60)).await;
+    let checks = world.check().await;
+    assert!(checks.passed(), "{checks}");
+    let moved = subscription_rows(&store).await;
+    assert!(moved.iter().all(|row| row.1 > head), "{moved:?}");
+}

@@ -233,8 +233,13 @@ pub struct Department {
     sheet: Option<SheetSync>,
     subscriptions: Vec<Subscription>,
     leads_found: Arc<AtomicU64>,
+    /// What the log looked like when every subscription last reached its head (embedded store
+    /// only): while it looks the same, a catch-up has nothing to do.
+    caught_up_at: std::sync::Mutex<Option<LogMark>>,
     /// Reads the department stream for the agents a person paused (its state cached).
     department_stream: CommandHandler<Store>,
+    /// The paused agents as last read.
+    last_paused: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// When each agent last finished work: a job, or a catch-up of its subscriptions.
     heartbeats: std::sync::Mutex<std::collections::BTreeMap<&'static str, DateTime<Utc>>>,
 }
@@ -419,6 +424,7 @@ impl Department {
             .with_state_cache(|stream| stream == DEPARTMENT_STREAM);
         Ok(Self {
             department_stream,
+            last_paused: std::sync::Mutex::default(),
             store,
             clock,
             network,
@@ -429,6 +435,7 @@ impl Department {
             sheet,
             subscriptions,
             leads_found,
+            caught_up_at: std::sync::Mutex::default(),
             heartbeats: std::sync::Mutex::new(
                 ["lead_finder", "outreach", "sales_manager", "projections"]
                     .into_iter()
@@ -479,7 +486,47 @@ impl Department {
 
     /// Runs every subscription until none has anything left and (on PostgreSQL, whose
     /// whole-log horizon is cluster-wide) every one has reached the head of the log.
+    ///
+    /// On SQLite a catch-up is skipped while the log's head (and the dead letters waiting for a
+    /// retry) are where the last complete catch-up left them: SQLite serialises writers, so no
+    /// event can appear below the head later. PostgreSQL always catches up (a transaction that
+    /// took a lower position may still commit).
     pub async fn catch_up_all(&self) -> Result<(), DepartmentError> {
+        let mark = log_mark(&self.store).await?;
+        if mark.is_some() && *self.caught_up_mark() == mark {
+            // Nothing new: every running agent is as caught up as a pass would leave it (and
+            // the paused ones are those the last pass read, the log being unchanged).
+            let paused = self
+                .last_paused
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .clone();
+            for subscription in &self.subscriptions {
+                let agent = subscription_agent(subscription.name());
+                if !paused.contains(agent) {
+                    self.beat(agent);
+                }
+            }
+            return Ok(());
+        }
+        // The head every subscription was seen to reach, not a fresh read: an event appended
+        // after that check must not be taken as handled.
+        let reached = self.catch_up_subscriptions().await?;
+        *self.caught_up_mark() = mark.map(|mark| LogMark {
+            head: reached,
+            ..mark
+        });
+        Ok(())
+    }
+
+    fn caught_up_mark(&self) -> std::sync::MutexGuard<'_, Option<LogMark>> {
+        self.caught_up_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns the head of the log that every subscription reached.
+    async fn catch_up_subscriptions(&self) -> Result<Option<i64>, DepartmentError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let paused = self.paused_agents().await?;
         loop {
@@ -500,7 +547,7 @@ impl Department {
             }
             let head = head_position(&self.store).await?;
             if head.is_none_or(|head| lowest.unwrap_or(0) >= head) {
-                return Ok(());
+                return Ok(head);
             }
             if std::time::Instant::now() > deadline {
                 return Err(DepartmentError::CatchUpTimeout(Duration::from_secs(60)));
@@ -534,12 +581,19 @@ impl Department {
 
     /// The agents a person paused (`agent_paused` without a later `agent_resumed`).
     pub async fn paused_agents(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        Ok(self
+        let paused = self
             .department_stream
             .load::<DepartmentState>(DEPARTMENT_STREAM)
             .await?
             .state
-            .paused_agents)
+            .paused_agents;
+        paused.clone_into(
+            &mut self
+                .last_paused
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        Ok(paused)
     }
 
     fn beat(&self, agent: &'static str) {
@@ -582,6 +636,31 @@ impl Department {
         }
         Ok(())
     }
+}
+
+/// The embedded log's head and the number of dead letters marked for a retry (see
+/// [`Department::catch_up_all`]); None on PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LogMark {
+    head: Option<i64>,
+    retries_requested: i64,
+}
+
+async fn log_mark(store: &Store) -> Result<Option<LogMark>, StoreError> {
+    let Store::Sqlite(store) = store else {
+        return Ok(None);
+    };
+    let (head, retries_requested) = sqlx::query_as(
+        "SELECT (SELECT max(global_position) FROM events), \
+         (SELECT count(*) FROM dead_letters WHERE retry_requested_at IS NOT NULL \
+          AND resolved_at IS NULL)",
+    )
+    .fetch_one(store.read_pool())
+    .await?;
+    Ok(Some(LogMark {
+        head,
+        retries_requested,
+    }))
 }
 
 /// The highest global position in the log (None when it is empty).

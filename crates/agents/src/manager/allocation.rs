@@ -14,7 +14,7 @@
 //! what the day still lacks. Leads allocated earlier and not yet contacted hold their share of
 //! the accounts' capacity.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDate, TimeDelta};
 use salesdept_events::domain::department::{
@@ -27,7 +27,7 @@ use salesdept_events::domain::{
     lead_stream, search_stream,
 };
 use salesdept_events::store::{EventCursor, EventOrder, EventQuery};
-use salesdept_events::{Actor, RecordedEvent};
+use salesdept_events::{Actor, Checkpoint, EventStore, RecordedEvent, StoreError};
 use salesdept_projections::leads::{LeadFilter, LeadOrder, Page, list_leads};
 use uuid::Uuid;
 
@@ -679,6 +679,48 @@ where
     }
 }
 
+/// What the coordination needs of a lead's stream, and nothing personal: whether it may be
+/// allocated (new and not stopped) and whether the lead is already a connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LeadFacts {
+    allocatable: bool,
+    is_connection: bool,
+}
+
+/// The facts of the lead streams the coordination read, kept until the log shows the stream
+/// moved: each run reads only the log appended since the last one (in the log's safe order, so
+/// on PostgreSQL no late-committing transaction is skipped) and forgets the leads it touched,
+/// instead of rereading every candidate's stream each run.
+#[derive(Debug, Default)]
+pub(super) struct LeadFactsMemo {
+    after: Checkpoint,
+    facts: HashMap<Uuid, LeadFacts>,
+}
+
+impl LeadFactsMemo {
+    /// Forgets the facts of every lead with events after the remembered checkpoint.
+    async fn forget_moved<S: EventStore + ?Sized>(&mut self, store: &S) -> Result<(), StoreError> {
+        const PAGE: i64 = 1000;
+        loop {
+            let page = store.read_all(self.after, PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            self.after = last.checkpoint();
+            for event in &page {
+                if let Some(lead_id) =
+                    salesdept_events::domain::streams::lead_id_of(&event.stream_id)
+                {
+                    self.facts.remove(&lead_id);
+                }
+            }
+            if (page.len() as i64) < PAGE {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// The new, classified and scored leads of the table, with what the plan needs from their
 /// streams (connection or not) for those that may be allocated.
 async fn candidates<S, L>(
@@ -690,6 +732,8 @@ where
     S: ReadModels + ?Sized + 'static,
     L: LlmPort,
 {
+    let mut memo = manager.lead_facts.lock().await;
+    memo.forget_moved(manager.handler.store()).await?;
     let mut candidates = Vec::new();
     for row in rows_with_status(manager, LeadStatus::New).await? {
         if earlier.contains(&row.lead_id) || row.forgotten {
@@ -707,15 +751,26 @@ where
         let mut is_connection = false;
         if classification != Classification::Other && score >= min_score {
             // The stream is the truth: the table may lag, and it does not hold the connection.
-            let state = manager
-                .handler
-                .load::<LeadState>(&lead_stream(row.lead_id))
-                .await?
-                .state;
-            if state.status != LeadStatus::New || state.is_stopped() {
+            let facts = match memo.facts.get(&row.lead_id) {
+                Some(facts) => *facts,
+                None => {
+                    let state = manager
+                        .handler
+                        .load::<LeadState>(&lead_stream(row.lead_id))
+                        .await?
+                        .state;
+                    let facts = LeadFacts {
+                        allocatable: state.status == LeadStatus::New && !state.is_stopped(),
+                        is_connection: state.is_connection,
+                    };
+                    memo.facts.insert(row.lead_id, facts);
+                    facts
+                }
+            };
+            if !facts.allocatable {
                 continue;
             }
-            is_connection = state.is_connection;
+            is_connection = facts.is_connection;
         }
         candidates.push(Candidate {
             lead_id: row.lead_id,

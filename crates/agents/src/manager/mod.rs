@@ -249,6 +249,9 @@ pub struct SalesManager<S: EventStore + ?Sized, L: LlmPort = RulesOnly> {
     mail: Arc<dyn MailPort>,
     accounts: Vec<(AccountId, AccountLimits)>,
     settings: ManagerSettings,
+    /// What the coordination last read of each candidate's stream (see
+    /// [`allocation::LeadFactsMemo`]).
+    lead_facts: tokio::sync::Mutex<allocation::LeadFactsMemo>,
 }
 
 impl<S: ReadModels + ?Sized + 'static, L: LlmPort> SalesManager<S, L> {
@@ -270,6 +273,7 @@ impl<S: ReadModels + ?Sized + 'static, L: LlmPort> SalesManager<S, L> {
             mail,
             accounts,
             settings,
+            lead_facts: tokio::sync::Mutex::default(),
         }
     }
 

@@ -75,7 +75,10 @@ impl SqliteEventStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // The query builders (event queries, projections) make many distinct statements;
+            // sqlx's default of 100 per connection evicted and re-prepared them.
+            .statement_cache_capacity(512);
         // One writer connection: SQLite allows one writer at a time anyway, and queueing in the
         // pool is cheaper than spinning on SQLITE_BUSY.
         let write_pool = SqlitePoolOptions::new()
