@@ -1,7 +1,6 @@
 //! The harness of the end-to-end tests: a whole department on a real store, the sandbox network
 //! and a simulated clock; LinkedIn adapters that "crash" the department at a step of the send
-//! path ([`send_crash`]); a proxy that cuts its database connections ([`pg_proxy`]); and the
-//! provider-side checks (what the sandbox itself received).
+//! path ([`send_crash`]); and the provider-side checks (what the sandbox itself received).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,25 +80,6 @@ impl World {
         report
     }
 
-    /// As [`World::run`], but a failed run is returned, not a panic (a test that injects
-    /// database faults resumes the run, as `serve`'s scheduler goes on after a failed job).
-    pub async fn try_run(
-        &self,
-        department: &Department,
-        until: DateTime<Utc>,
-    ) -> Result<DriverReport, String> {
-        let driver = SimulatedDriver::new(self.clock.clone(), until);
-        let report = driver
-            .run(&department.schedule(), department)
-            .await
-            .map_err(|error| error.to_string())?;
-        department
-            .catch_up_all()
-            .await
-            .map_err(|error| error.to_string())?;
-        Ok(report)
-    }
-
     pub fn check_settings(&self) -> CheckSettings {
         CheckSettings {
             accounts: self
@@ -169,7 +149,6 @@ impl World {
     }
 }
 
-pub mod pg_proxy;
 pub mod send_crash;
 
 impl World {
