@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use salesdept_e2e::{PlannedCrash, World, start};
+use salesdept_e2e::send_crash::{SendCrash, SendKind, SendStep};
+use salesdept_e2e::{World, start};
 use salesdept_events::Store;
 use salesdept_events::domain;
 use salesdept_events::store::PostgresEventStore;
@@ -97,7 +98,7 @@ async fn a_simulated_month_keeps_every_invariant(pool: sqlx::PgPool) {
 async fn a_crash_between_the_provider_and_the_log_loses_and_doubles_nothing(pool: sqlx::PgPool) {
     let world = World::new(postgres(pool), SEED, PEOPLE, ACCOUNTS, LEADS_PER_DAY);
     let until = start() + TimeDelta::days(days());
-    let crash = PlannedCrash::after_messages(25);
+    let crash = SendCrash::new(SendStep::ProviderAccepted, SendKind::Message, 25);
     {
         let department = world.department(Some(crash.wrapper())).await;
         let run = world.run(&department, until);

@@ -1,12 +1,10 @@
 //! The harness of the end-to-end tests: a whole department on a real store, the sandbox network
-//! and a simulated clock; a LinkedIn adapter that "crashes" the department right after the
-//! provider accepted a send; and the provider-side checks (what the sandbox itself received).
+//! and a simulated clock; LinkedIn adapters that "crash" the department at a step of the send
+//! path ([`send_crash`]); and the provider-side checks (what the sandbox itself received).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use salesdept_agents::clock::{Clock, SimulatedClock};
 use salesdept_agents::department::checks::{CheckReport, CheckSettings, check_all};
@@ -14,16 +12,10 @@ use salesdept_agents::department::summary::SimulationSummary;
 use salesdept_agents::department::{
     Department, DepartmentSettings, DriverReport, LinkedInWrapper, Scheduler, SimulatedDriver,
 };
-use salesdept_agents::linkedin::{
-    ConnectionAccepted, IdempotencyKey, InvitationNote, LinkedInError, LinkedInPort, MessageText,
-    Provider, ProviderProfile, Recipient, Reply, SearchCriteria, SentMessage,
-};
 use salesdept_agents::sandbox::{SandboxNetwork, SendKind};
 use salesdept_events::Store;
-use salesdept_events::domain::LinkedInUrl;
 use salesdept_projections::sheet::{CsvFileSink, SheetSync};
 use tempfile::TempDir;
-use tokio::sync::Notify;
 
 /// A Monday.
 pub fn start() -> DateTime<Utc> {
@@ -157,111 +149,42 @@ impl World {
     }
 }
 
-/// Wraps an adapter: after `sends` successful sends the next one reaches the provider and then
-/// never returns — the department is to be dropped right there, between the provider's answer
-/// and the event that would record it.
-pub struct CrashAfterSends {
-    inner: Arc<dyn LinkedInPort>,
-    left: Arc<AtomicU32>,
-    crashed: Arc<Notify>,
-    /// The provider id of the send that was cut off.
-    cut_off: Arc<std::sync::Mutex<Option<String>>>,
-}
+pub mod send_crash;
 
-/// The shared state of one planned crash, and the wrapper factory for the department.
-#[derive(Clone)]
-pub struct PlannedCrash {
-    pub left: Arc<AtomicU32>,
-    pub crashed: Arc<Notify>,
-    pub cut_off: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl PlannedCrash {
-    /// Crashes at the `sends + 1`-th message (invitations pass through).
-    pub fn after_messages(sends: u32) -> Self {
-        Self {
-            left: Arc::new(AtomicU32::new(sends)),
-            crashed: Arc::new(Notify::new()),
-            cut_off: Arc::new(std::sync::Mutex::new(None)),
+impl World {
+    /// Runs a department with `crash` wrapped around its LinkedIn adapters until the crash
+    /// fires, then drops it there (its leases left to expire as after a real crash). Panics
+    /// when the run ends first.
+    pub async fn run_until_crash(&self, crash: &send_crash::SendCrash, until: DateTime<Utc>) {
+        let department = self.department(Some(crash.wrapper())).await;
+        let run = self.run(&department, until);
+        tokio::select! {
+            _ = run => panic!("the run ended before the planned crash at {:?}", crash.step),
+            () = crash.crashed.notified() => {}
         }
     }
 
-    pub fn wrapper(&self) -> LinkedInWrapper {
-        let plan = self.clone();
-        Arc::new(move |_account, inner| {
-            Arc::new(CrashAfterSends {
-                inner,
-                left: Arc::clone(&plan.left),
-                crashed: Arc::clone(&plan.crashed),
-                cut_off: Arc::clone(&plan.cut_off),
-            }) as Arc<dyn LinkedInPort>
-        })
-    }
-
-    pub fn cut_off(&self) -> Option<String> {
-        self.cut_off.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl LinkedInPort for CrashAfterSends {
-    fn provider(&self) -> Provider {
-        self.inner.provider()
-    }
-
-    async fn search_profiles(
-        &self,
-        criteria: &SearchCriteria,
-    ) -> Result<Vec<ProviderProfile>, LinkedInError> {
-        self.inner.search_profiles(criteria).await
-    }
-
-    async fn fetch_profile(
-        &self,
-        profile_url: &LinkedInUrl,
-    ) -> Result<ProviderProfile, LinkedInError> {
-        self.inner.fetch_profile(profile_url).await
-    }
-
-    async fn send_connection_request(
-        &self,
-        to: &Recipient,
-        note: Option<&InvitationNote>,
-        key: IdempotencyKey,
-    ) -> Result<SentMessage, LinkedInError> {
-        self.inner.send_connection_request(to, note, key).await
-    }
-
-    async fn send_message(
-        &self,
-        to: &Recipient,
-        text: &MessageText,
-        key: IdempotencyKey,
-    ) -> Result<SentMessage, LinkedInError> {
-        let sent = self.inner.send_message(to, text, key).await?;
-        let left = self.left.load(Ordering::SeqCst);
-        if left == 0 {
-            *self.cut_off.lock().unwrap() = Some(sent.provider_message_id.clone());
-            self.crashed.notify_one();
-            // The process "dies" here: the provider has the message, the log does not.
-            std::future::pending::<()>().await;
-        }
-        self.left.store(left - 1, Ordering::SeqCst);
-        Ok(sent)
-    }
-
-    async fn replies_since(&self, since: DateTime<Utc>) -> Result<Vec<Reply>, LinkedInError> {
-        self.inner.replies_since(since).await
-    }
-
-    async fn connections_accepted_since(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<ConnectionAccepted>, LinkedInError> {
-        self.inner.connections_accepted_since(since).await
-    }
-
-    async fn find_sent(&self, key: IdempotencyKey) -> Result<Option<SentMessage>, LinkedInError> {
-        self.inner.find_sent(key).await
+    /// Intents without an outcome: slots still held on an account whose lead records no send
+    /// and no failure under that slot — a send lost between its steps.
+    pub async fn intents_without_outcome(&self) -> Vec<String> {
+        let events = salesdept_agents::department::summary::read_log(&self.store)
+            .await
+            .unwrap();
+        let view = salesdept_agents::department::summary::LogView::new(&events).unwrap();
+        let outcomes: std::collections::HashSet<String> = events
+            .iter()
+            .filter(|event| event.stream_id.starts_with("lead-"))
+            .filter_map(|event| event.data["slot_id"].as_str().map(str::to_owned))
+            .collect();
+        view.slots
+            .iter()
+            .filter(|slot| !slot.released && !outcomes.contains(&slot.slot_id.to_string()))
+            .map(|slot| {
+                format!(
+                    "slot {} on {} for lead {} has no outcome",
+                    slot.slot_id, slot.account_id, slot.lead_id
+                )
+            })
+            .collect()
     }
 }
