@@ -72,6 +72,7 @@ fn bad_rows_are_rejected_with_their_line_numbers() {
                     RowErrorReason::InvalidUrl(_) => "invalid url",
                     RowErrorReason::MissingName => "missing name",
                     RowErrorReason::Unreadable(_) => "unreadable",
+                    RowErrorReason::FieldTooLong(_) => "too long",
                 },
             )
         })

@@ -15,6 +15,9 @@ use std::fmt;
 use salesdept_events::domain::LinkedInUrl;
 use serde::{Deserialize, Serialize};
 
+/// The longest field accepted, in bytes.
+pub const MAX_FIELD_BYTES: usize = 10_000;
+
 /// One prospect read from the file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportedProspect {
@@ -37,6 +40,9 @@ pub enum RowErrorReason {
     MissingUrl,
     InvalidUrl(String),
     MissingName,
+    /// A field longer than [`MAX_FIELD_BYTES`] (LinkedIn's own longest, the 2,600-character
+    /// About, fits several times): refused rather than stored, prompted or truncated.
+    FieldTooLong(String),
     /// The row could not be read (bad quoting, invalid UTF-8).
     Unreadable(String),
 }
@@ -47,6 +53,12 @@ impl fmt::Display for RowErrorReason {
             Self::MissingUrl => f.write_str("no LinkedIn URL"),
             Self::InvalidUrl(why) => write!(f, "invalid LinkedIn URL: {why}"),
             Self::MissingName => f.write_str("no name"),
+            Self::FieldTooLong(column) => {
+                write!(
+                    f,
+                    "the {column} field is longer than {MAX_FIELD_BYTES} bytes"
+                )
+            }
             Self::Unreadable(why) => write!(f, "unreadable row: {why}"),
         }
     }
@@ -306,6 +318,18 @@ fn read_row(
     columns: &HashMap<Field, usize>,
     line: u64,
 ) -> Result<ImportedProspect, RowErrorReason> {
+    // The leftmost long column is named, so the message does not depend on map order.
+    if let Some((field, _)) = columns
+        .iter()
+        .filter(|(_, index)| {
+            record
+                .get(**index)
+                .is_some_and(|value| value.len() > MAX_FIELD_BYTES)
+        })
+        .min_by_key(|(_, index)| **index)
+    {
+        return Err(RowErrorReason::FieldTooLong(format!("{field:?}")));
+    }
     let get = |field: Field| {
         columns
             .get(&field)
