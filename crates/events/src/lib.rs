@@ -10,6 +10,7 @@ pub mod error;
 pub mod pii_vault;
 pub mod store;
 pub mod subscription;
+pub mod trace;
 
 pub use subscription::{
     Handler, HandlerContext, HandlerError, Subscription, SubscriptionError, SubscriptionOptions,

@@ -25,6 +25,7 @@ use crate::envelope::{Checkpoint, RecordedEvent};
 use crate::error::StoreError;
 use crate::store::sqlite::sqlite_time;
 use crate::store::{EventStore, Store, StoreTx};
+use tracing::Instrument;
 
 /// A handler's failure; its text is stored with a parked event, so it must hold no secret.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -50,9 +51,16 @@ pub trait Handler: Send + Sync {
         context: &mut HandlerContext,
     ) -> Result<(), (usize, HandlerError)> {
         for (index, event) in events.iter().enumerate() {
-            self.handle(event, context)
-                .await
-                .map_err(|error| (index, error))?;
+            // Only an event stamped by a traced append gets a span, so with tracing off no
+            // event pays for one.
+            match event.metadata.traceparent.as_deref() {
+                Some(traceparent) => {
+                    let span = crate::trace::handle_event_span(event, traceparent);
+                    self.handle(event, context).instrument(span).await
+                }
+                None => self.handle(event, context).await,
+            }
+            .map_err(|error| (index, error))?;
         }
         Ok(())
     }
@@ -269,7 +277,7 @@ impl Subscription {
     }
 
     /// One batch: lease, retries of parked events, then up to `batch_size` new events.
-    #[tracing::instrument(level = "debug", skip_all, fields(subscription = %self.name))]
+    #[tracing::instrument(name = "subscription_batch", level = "info", skip_all, fields(subscription = %self.name))]
     async fn catch_up_once(&self) -> Result<CatchUp, SubscriptionError> {
         let mut checkpoint = self.lease_checkpoint().await?;
         let retried = if self.dead_letter_check_due() {

@@ -437,9 +437,10 @@ impl EventStore for PostgresEventStore {
         &self,
         stream_id: &str,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         validate_append(stream_id, &events)?;
+        crate::trace::stamp_traceparent(&mut events);
         let mut sealed = events.clone();
         self.seal(stream_id, &mut sealed).await?;
         let columns = Columns::of(&sealed)?;

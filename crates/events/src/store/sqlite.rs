@@ -342,9 +342,10 @@ impl EventStore for SqliteEventStore {
         &self,
         stream_id: &str,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         validate_append(stream_id, &events)?;
+        crate::trace::stamp_traceparent(&mut events);
         // Keys are made before the write transaction: the one write connection is its.
         let vault = self.vault().cloned();
         let subjects: Vec<Option<String>> = events

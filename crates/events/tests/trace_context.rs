@@ -1,0 +1,165 @@
+//! Trace context through the log, on both stores: an append stamps the appending span's W3C
+//! traceparent on each event, and a subscriber handles the event in a `handle_event` span that
+//! is a child of the appending span, in the same trace. Spans go to the SDK's in-memory exporter.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use salesdept_events::store::PostgresEventStore;
+use salesdept_events::{
+    Actor, EventStore, ExpectedVersion, Handler, HandlerContext, HandlerError, Metadata, NewEvent,
+    RecordedEvent, Store, Subscription, Upcasters,
+};
+use serde_json::json;
+use sqlx::PgPool;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<RecordedEvent>>,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(
+        &self,
+        event: &RecordedEvent,
+        _context: &mut HandlerContext,
+    ) -> Result<(), HandlerError> {
+        self.seen.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+fn find<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    spans
+        .iter()
+        .find(|span| span.name == name)
+        .unwrap_or_else(|| panic!("no {name} span in {:?}", names(spans)))
+}
+
+fn names(spans: &[SpanData]) -> Vec<&str> {
+    spans.iter().map(|span| span.name.as_ref()).collect()
+}
+
+async fn appends_stamp_and_subscribers_continue_the_trace(store: &Store) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("test"))
+        .with_context_activation(false);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let command = tracing::info_span!("command");
+    let event = NewEvent::new(
+        "LeadFound",
+        json!({"n": 1}),
+        Metadata::new(Actor::system("test"), Utc::now()),
+    );
+    tracing::Instrument::instrument(
+        store.append("lead-1", ExpectedVersion::NoStream, vec![event]),
+        command.clone(),
+    )
+    .await
+    .unwrap();
+    // Read the command span's ids here: on SQLite the store's worker thread may still hold the
+    // span when the test looks at the exporter, so it need not have finished by then.
+    let command_context = command.context().span().span_context().clone();
+    drop(command);
+
+    let stored = store.read_stream("lead-1", 1, None).await.unwrap();
+    let traceparent = stored[0]
+        .metadata
+        .traceparent
+        .clone()
+        .expect("the append stamped a traceparent");
+
+    let recorder = Arc::new(Recorder::default());
+    Subscription::new("traced", store.clone(), recorder.clone())
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(recorder.seen.lock().unwrap().len(), 1);
+    provider.force_flush().unwrap();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let append = find(&spans, "append");
+    let handle = find(&spans, "handle_event");
+    assert_eq!(
+        traceparent,
+        format!(
+            "00-{}-{}-01",
+            append.span_context.trace_id(),
+            append.span_context.span_id()
+        ),
+        "the stored traceparent names the append span"
+    );
+    assert_eq!(append.parent_span_id, command_context.span_id());
+    assert_eq!(
+        handle.span_context.trace_id(),
+        command_context.trace_id(),
+        "the handler is in the command's trace"
+    );
+    assert_eq!(handle.parent_span_id, append.span_context.span_id());
+    let batch = find(&spans, "subscription_batch");
+    assert!(
+        handle
+            .links
+            .iter()
+            .any(|link| link.span_context.span_id() == batch.span_context.span_id()),
+        "the handler span links its subscription batch"
+    );
+}
+
+async fn untraced_appends_keep_the_given_traceparent(store: &Store) {
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned();
+    let event = NewEvent::new(
+        "LeadFound",
+        json!({"n": 2}),
+        Metadata::new(Actor::system("test"), Utc::now()).with_traceparent(Some(given.clone())),
+    );
+    store
+        .append("lead-2", ExpectedVersion::NoStream, vec![event])
+        .await
+        .unwrap();
+    let stored = store.read_stream("lead-2", 1, None).await.unwrap();
+    assert_eq!(stored[0].metadata.traceparent, Some(given));
+}
+
+async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+    let url = format!("sqlite://{}", dir.path().join("log.sqlite").display());
+    let store = Store::connect(&url, Upcasters::new()).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn sqlite_appends_stamp_and_subscribers_continue_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    appends_stamp_and_subscribers_continue_the_trace(&sqlite_store(&dir).await).await;
+}
+
+#[tokio::test]
+async fn sqlite_untraced_appends_keep_the_given_traceparent() {
+    let dir = tempfile::tempdir().unwrap();
+    untraced_appends_keep_the_given_traceparent(&sqlite_store(&dir).await).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_appends_stamp_and_subscribers_continue_the_trace(pool: PgPool) {
+    let store = Store::Postgres(PostgresEventStore::from_pool(pool, Upcasters::new()));
+    appends_stamp_and_subscribers_continue_the_trace(&store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_untraced_appends_keep_the_given_traceparent(pool: PgPool) {
+    let store = Store::Postgres(PostgresEventStore::from_pool(pool, Upcasters::new()));
+    untraced_appends_keep_the_given_traceparent(&store).await;
+}
