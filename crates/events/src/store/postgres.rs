@@ -432,7 +432,9 @@ fn violated_constraint(error: &sqlx::Error) -> Option<String> {
 
 #[async_trait]
 impl EventStore for PostgresEventStore {
-    #[tracing::instrument(skip_all, fields(stream_id, events = events.len(), %expected), err)]
+    // A failed append is logged at debug: a version conflict is routine (command handlers
+    // retry it) and the callers report the failures that matter.
+    #[tracing::instrument(skip_all, fields(stream_id, events = events.len(), %expected), err(level = "debug"))]
     async fn append(
         &self,
         stream_id: &str,

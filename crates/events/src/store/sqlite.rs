@@ -337,7 +337,9 @@ pub fn sqlite_time(time: DateTime<Utc>) -> String {
 
 #[async_trait]
 impl EventStore for SqliteEventStore {
-    #[tracing::instrument(skip_all, fields(stream_id, events = events.len(), %expected), err)]
+    // A failed append is logged at debug: a version conflict is routine (command handlers
+    // retry it) and the callers report the failures that matter.
+    #[tracing::instrument(skip_all, fields(stream_id, events = events.len(), %expected), err(level = "debug"))]
     async fn append(
         &self,
         stream_id: &str,
