@@ -25,11 +25,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use salesdept_events::domain::department::DepartmentState;
 use salesdept_events::domain::search::SearchCriteria;
-use salesdept_events::domain::{AccountId, AccountLimits, CommandHandler, DEPARTMENT_STREAM};
+use salesdept_events::domain::{AccountId, AccountLimits, DEPARTMENT_STREAM};
 use salesdept_events::{
-    Handler, Store, StoreError, Subscription, SubscriptionError, SubscriptionOptions,
+    EventStore, Handler, Store, StoreError, Subscription, SubscriptionError, SubscriptionOptions,
 };
 use salesdept_projections::leads::LeadTableHandler;
 use salesdept_projections::reports::ReportsProjection;
@@ -236,10 +235,8 @@ pub struct Department {
     /// What the log looked like when every subscription last reached its head (embedded store
     /// only): while it looks the same, a catch-up has nothing to do.
     caught_up_at: std::sync::Mutex<Option<LogMark>>,
-    /// Reads the department stream for the agents a person paused (its state cached).
-    department_stream: CommandHandler<Store>,
-    /// The paused agents as last read.
-    last_paused: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The paused agents as last read, and the department stream's version read up to.
+    last_paused: std::sync::Mutex<(std::collections::BTreeSet<String>, i64)>,
     /// When each agent last finished work: a job, or a catch-up of its subscriptions.
     heartbeats: std::sync::Mutex<std::collections::BTreeMap<&'static str, DateTime<Utc>>>,
 }
@@ -420,10 +417,7 @@ impl Department {
             ),
         ];
         let started = clock.now();
-        let department_stream = CommandHandler::new(Arc::clone(&store))
-            .with_state_cache(|stream| stream == DEPARTMENT_STREAM);
         Ok(Self {
-            department_stream,
             last_paused: std::sync::Mutex::default(),
             store,
             clock,
@@ -500,6 +494,7 @@ impl Department {
                 .last_paused
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner())
+                .0
                 .clone();
             for subscription in &self.subscriptions {
                 let agent = subscription_agent(subscription.name());
@@ -581,18 +576,38 @@ impl Department {
 
     /// The agents a person paused (`agent_paused` without a later `agent_resumed`).
     pub async fn paused_agents(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        let paused = self
-            .department_stream
-            .load::<DepartmentState>(DEPARTMENT_STREAM)
-            .await?
-            .state
-            .paused_agents;
-        paused.clone_into(
-            &mut self
-                .last_paused
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner()),
-        );
+        // Only the department stream's new events are read, and only the pause events of
+        // them folded (the stream's whole state, with a month of coordination records, is far
+        // larger than this set and this runs before every job).
+        let (mut paused, read_to) = self
+            .last_paused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        let events = self
+            .store
+            .read_stream(DEPARTMENT_STREAM, read_to + 1, None)
+            .await?;
+        let Some(last) = events.last() else {
+            return Ok(paused);
+        };
+        let last_version = last.stream_version;
+        for event in &events {
+            let agent = event.data.get("agent").and_then(serde_json::Value::as_str);
+            match (event.event_type.as_str(), agent) {
+                ("agent_paused", Some(agent)) => {
+                    paused.insert(agent.to_owned());
+                }
+                ("agent_resumed", Some(agent)) => {
+                    paused.remove(agent);
+                }
+                _ => {}
+            }
+        }
+        *self
+            .last_paused
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = (paused.clone(), last_version);
         Ok(paused)
     }
 
