@@ -79,9 +79,18 @@ fn options() -> SubscriptionOptions {
     }
 }
 
-/// Catches the lead table and the reports up with everything committed (PostgreSQL's
-/// visibility horizon is cluster-wide: wait, boundedly, until the whole log is readable).
+/// Catches the lead table and the reports up with everything committed.
 async fn catch_up(store: &Store, subscriptions: &[Subscription]) {
+    wait_until_readable(store).await;
+    for subscription in subscriptions {
+        subscription.catch_up().await.unwrap();
+        subscription.release_lease().await.unwrap();
+    }
+}
+
+/// Waits, boundedly, until a read of the whole log reaches its newest event (PostgreSQL's
+/// visibility horizon is cluster-wide: another test's open transaction holds it back).
+async fn wait_until_readable(store: &Store) {
     let head: Option<i64> = match store {
         Store::Postgres(pg) => sqlx::query_scalar("SELECT max(global_position) FROM events")
             .fetch_one(pg.pool())
@@ -108,10 +117,6 @@ async fn catch_up(store: &Store, subscriptions: &[Subscription]) {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-    for subscription in subscriptions {
-        subscription.catch_up().await.unwrap();
-        subscription.release_lease().await.unwrap();
     }
 }
 
@@ -1174,6 +1179,7 @@ async fn a_candidate_stopped_after_a_coordination_is_not_allocated_by_the_next(s
             at("2026-12-06T10:00:00Z"),
         )
         .await;
+    wait_until_readable(&world.store).await;
 
     world.clock.advance_to(at("2026-12-07T09:00:00Z"));
     let monday = manager.coordinate(date("2026-12-07")).await.unwrap();
