@@ -188,3 +188,5 @@ impl World {
             .collect()
     }
 }
+
+pub mod proxy;

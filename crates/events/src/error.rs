@@ -66,6 +66,28 @@ impl StoreError {
     }
 }
 
+/// Whether `error`, or any error in its chain of sources, is a lost connection or a busy
+/// database (a [`StoreError`] or a `sqlx::Error` that [`StoreError::is_transient`] calls so).
+/// Callers that only see a boxed error — a subscription's handler failure, a scheduled job's —
+/// use it to retry later instead of giving up on the work (parking an event, skipping a job).
+pub fn is_transient_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(store) = error.downcast_ref::<StoreError>()
+            && store.is_transient()
+        {
+            return true;
+        }
+        if let Some(sqlx) = error.downcast_ref::<sqlx::Error>()
+            && is_transient_sqlx(sqlx)
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
 /// Connection-level failures that a reconnect can fix.
 pub(crate) fn is_transient_sqlx(error: &sqlx::Error) -> bool {
     match error {
@@ -87,5 +109,63 @@ pub(crate) fn is_transient_sqlx(error: &sqlx::Error) -> bool {
             })
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent's error wrapping the store's, as thiserror writes them.
+    #[derive(Debug, thiserror::Error)]
+    enum AgentError {
+        #[error(transparent)]
+        Store(#[from] StoreError),
+        #[error("sending failed: {0}")]
+        Send(#[source] StoreError),
+        #[error("the model refused")]
+        Refused,
+    }
+
+    fn lost_connection() -> StoreError {
+        StoreError::Database(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )))
+    }
+
+    #[test]
+    fn a_lost_connection_is_transient_however_deep_it_is_wrapped() {
+        let cases: Vec<(Box<dyn std::error::Error + Send + Sync>, bool, &str)> = vec![
+            (Box::new(lost_connection()), true, "the store's own error"),
+            (
+                Box::new(sqlx::Error::PoolTimedOut),
+                true,
+                "no connection within the timeout",
+            ),
+            (
+                Box::new(AgentError::Store(lost_connection())),
+                true,
+                "wrapped transparently",
+            ),
+            (
+                Box::new(AgentError::Send(lost_connection())),
+                true,
+                "wrapped as a source",
+            ),
+            (
+                Box::new(AgentError::Refused),
+                false,
+                "an agent's own failure",
+            ),
+            (
+                Box::new(AgentError::Store(StoreError::InvalidAppend("empty".into()))),
+                false,
+                "a store error no retry fixes",
+            ),
+            ("a handler's message".into(), false, "plain text"),
+        ];
+        for (error, transient, case) in cases {
+            assert_eq!(is_transient_error(error.as_ref()), transient, "{case}");
+        }
     }
 }

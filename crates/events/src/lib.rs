@@ -7,6 +7,7 @@
 pub mod domain;
 pub mod envelope;
 pub mod error;
+pub mod lease;
 pub mod pii_vault;
 pub mod store;
 pub mod subscription;
@@ -22,6 +23,7 @@ pub use envelope::{
     Actor, AppendResult, Checkpoint, ExpectedVersion, LlmUsage, Metadata, NewEvent, RecordedEvent,
     step_event_id,
 };
-pub use error::StoreError;
+pub use error::{StoreError, is_transient_error};
+pub use lease::Lease;
 pub use store::{EventStore, Store, StoreTx};
 pub use upcast::Upcasters;

@@ -133,8 +133,28 @@ pub enum SubscriptionError {
     LeaseHeld { name: String },
     #[error("subscription {name} lost its lease to another runner")]
     LeaseLost { name: String },
+    /// The handler failed because the store (or another service) could not be reached: a lost
+    /// connection, a pool out of connections. The event is not parked: the next round retries
+    /// it, after the runner's backoff.
+    #[error("subscription {name} cannot reach the store: {source}")]
+    Unavailable {
+        name: String,
+        #[source]
+        source: HandlerError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl SubscriptionError {
+    /// Whether the round may succeed later as it is (a lost connection, a busy database).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::Store(error) => error.is_transient(),
+            Self::LeaseHeld { .. } | Self::LeaseLost { .. } => false,
+        }
+    }
 }
 
 impl From<sqlx::Error> for SubscriptionError {
@@ -246,7 +266,9 @@ impl Subscription {
                         () = tokio::time::sleep(self.options.poll_interval.max(lease_wait)) => {}
                     }
                 }
-                Err(SubscriptionError::Store(error)) => {
+                Err(
+                    error @ (SubscriptionError::Store(_) | SubscriptionError::Unavailable { .. }),
+                ) => {
                     tracing::warn!(subscription = %self.name, %error, "subscription round failed; backing off");
                     tokio::select! {
                         () = cancel.cancelled() => break,
@@ -306,6 +328,11 @@ impl Subscription {
             pass.checkpoint = last;
             return Ok(pass);
         };
+        // A lost connection says nothing about the event: it is retried on a later round (after
+        // the caller's backoff) as often as it takes, never counted towards parking it.
+        if crate::error::is_transient_error(error.as_ref()) {
+            return Err(self.unavailable(context, &events[..index], error).await);
+        }
 
         // Keep the work of the events before the failing one, then retry it alone.
         if index > 0 {
@@ -357,6 +384,15 @@ impl Subscription {
                     pass.checkpoint = failing.checkpoint();
                     return Ok(pass);
                 }
+                Err(error) if crate::error::is_transient_error(error.as_ref()) => {
+                    if let Some(tx) = context.tx.take() {
+                        let _ = tx.rollback().await;
+                    }
+                    return Err(SubscriptionError::Unavailable {
+                        name: self.name.clone(),
+                        source: error,
+                    });
+                }
                 Err(error) => {
                     if let Some(tx) = context.tx.take() {
                         tx.rollback().await?;
@@ -371,6 +407,48 @@ impl Subscription {
         pass.checkpoint = failing.checkpoint();
         let _ = checkpoint;
         Ok(pass)
+    }
+
+    /// The round's end after a transient handler failure at the event after `handled`: the
+    /// events before it are kept when they can be (their work committed with the checkpoint,
+    /// redone first if it was in the rolled-back transaction); the failure is returned.
+    async fn unavailable(
+        &self,
+        mut context: HandlerContext,
+        handled: &[RecordedEvent],
+        error: HandlerError,
+    ) -> SubscriptionError {
+        let unavailable = SubscriptionError::Unavailable {
+            name: self.name.clone(),
+            source: error,
+        };
+        let Some(last) = handled.last() else {
+            if let Some(tx) = context.tx.take() {
+                let _ = tx.rollback().await;
+            }
+            return unavailable;
+        };
+        let context = if let Some(tx) = context.tx.take() {
+            // The failing event's work is in the same transaction: roll it back and redo the
+            // events before it alone.
+            let _ = tx.rollback().await;
+            let mut redo = HandlerContext::new(self.store.clone());
+            if self.handler.handle_batch(handled, &mut redo).await.is_err() {
+                if let Some(tx) = redo.tx.take() {
+                    let _ = tx.rollback().await;
+                }
+                return unavailable;
+            }
+            redo
+        } else {
+            context
+        };
+        // Most likely the connection is still gone and this fails too: the next round starts
+        // from the stored checkpoint then, and at-least-once delivery covers the redo.
+        if let Err(error) = self.commit(context, last.checkpoint()).await {
+            tracing::debug!(subscription = %self.name, %error, "cannot keep the work before a transient failure");
+        }
+        unavailable
     }
 
     /// The stored checkpoint, taking or renewing the lease only when this runner's last renewal

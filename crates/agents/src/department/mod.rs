@@ -28,7 +28,8 @@ use chrono::{DateTime, Utc};
 use salesdept_events::domain::search::SearchCriteria;
 use salesdept_events::domain::{AccountId, AccountLimits, DEPARTMENT_STREAM};
 use salesdept_events::{
-    EventStore, Handler, Store, StoreError, Subscription, SubscriptionError, SubscriptionOptions,
+    EventStore, Handler, Lease, Store, StoreError, Subscription, SubscriptionError,
+    SubscriptionOptions,
 };
 use salesdept_projections::leads::LeadTableHandler;
 use salesdept_projections::reports::ReportsProjection;
@@ -40,7 +41,7 @@ pub use driver::{
     SimulatedDriver,
 };
 pub use schedule::{JobKind, Recurrence, Schedule, ScheduleSettings, ScheduledJob};
-pub use wall_clock::{Heartbeat, HeartbeatState, WallClockScheduler};
+pub use wall_clock::{Heartbeat, HeartbeatState, JobRetry, WallClockScheduler};
 
 use crate::clock::Clock;
 use crate::lead_finder::handler::{LEAD_FINDER_SUBSCRIPTION, LeadFinderHandler, ScheduledSearch};
@@ -87,6 +88,11 @@ pub struct DepartmentSettings {
     /// Tuning of every subscription. The lease is short so a department restarted after a crash
     /// takes the subscriptions over within seconds.
     pub subscription: SubscriptionOptions,
+    /// When set, the department works (runs jobs, catches its subscriptions up) only while it
+    /// holds the [`DEPARTMENT_LEASE`] lasting this long, and stands by otherwise: what `serve`
+    /// sets, so that of several processes on one database exactly one runs the schedule. None
+    /// (the embedded default, `simulate`, the tests): always at work.
+    pub active_lease: Option<Duration>,
 }
 
 impl DepartmentSettings {
@@ -128,9 +134,14 @@ impl DepartmentSettings {
                 max_backoff: Duration::from_millis(500),
                 ..SubscriptionOptions::default()
             },
+            active_lease: None,
         }
     }
 }
+
+/// The lease a department holds while it runs the schedule (see
+/// [`DepartmentSettings::active_lease`]).
+pub const DEPARTMENT_LEASE: &str = "department";
 
 /// The seed's search strategy: founders, CTOs, engineering and developer-marketing leaders.
 pub fn default_search() -> SearchCriteria {
@@ -218,6 +229,8 @@ pub enum DepartmentError {
     Subscription(#[from] SubscriptionError),
     #[error("the subscriptions did not reach the head of the log within {0:?}")]
     CatchUpTimeout(Duration),
+    #[error("the department lease was lost while working: another process may have taken over")]
+    LeaseLost,
 }
 
 /// The department: agents, adapters and subscriptions on one store.
@@ -231,6 +244,10 @@ pub struct Department {
     scheduled_search: ScheduledSearch,
     sheet: Option<SheetSync>,
     subscriptions: Vec<Subscription>,
+    /// The department lease, when the department works only while holding it.
+    active: Option<Lease>,
+    /// Whether it held the lease at the last look (to log the changes).
+    was_active: std::sync::atomic::AtomicBool,
     leads_found: Arc<AtomicU64>,
     /// What the log looked like when every subscription last reached its head (embedded store
     /// only): while it looks the same, a catch-up has nothing to do.
@@ -416,6 +433,9 @@ impl Department {
                 Arc::new(ReportsProjection),
             ),
         ];
+        let active = settings
+            .active_lease
+            .map(|ttl| Lease::new(store.as_ref().clone(), DEPARTMENT_LEASE, ttl));
         let started = clock.now();
         Ok(Self {
             last_paused: std::sync::Mutex::default(),
@@ -428,6 +448,8 @@ impl Department {
             scheduled_search,
             sheet,
             subscriptions,
+            active,
+            was_active: std::sync::atomic::AtomicBool::new(false),
             leads_found,
             caught_up_at: std::sync::Mutex::default(),
             heartbeats: std::sync::Mutex::new(
@@ -644,12 +666,82 @@ impl Department {
             .collect()
     }
 
-    /// Gives every subscription's lease back (a clean stop; a crash lets them expire).
+    /// Gives every subscription's lease back, then the department lease (a clean stop; a crash
+    /// lets them expire).
     pub async fn release(&self) -> Result<(), DepartmentError> {
         for subscription in &self.subscriptions {
             subscription.release_lease().await?;
         }
+        if let Some(lease) = &self.active {
+            lease.release().await?;
+        }
         Ok(())
+    }
+
+    /// Whether this department may work now: always without a department lease; with one,
+    /// while it holds it (taking it when it is free or expired).
+    pub async fn is_active(&self) -> Result<bool, StoreError> {
+        let Some(lease) = &self.active else {
+            return Ok(true);
+        };
+        let held = lease.hold().await?;
+        if self.was_active.swap(held, Ordering::Relaxed) != held {
+            if held {
+                tracing::info!(
+                    owner = lease.owner(),
+                    "took the department lease: running the schedule"
+                );
+            } else {
+                tracing::info!(
+                    owner = lease.owner(),
+                    "another process holds the department lease: standing by"
+                );
+            }
+        }
+        Ok(held)
+    }
+
+    /// Runs `work` while the department lease stays held, renewing it meanwhile (a job may last
+    /// longer than the lease). Once the lease may have passed to another process — taken by it,
+    /// or not renewed within its lifetime because the store cannot be reached — the work is
+    /// dropped where it is, as a crash would stop it: every step of it is safe to stop between
+    /// (the send path reconciles with the provider before sending again).
+    async fn while_active<T, E>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, JobError>
+    where
+        E: Into<JobError>,
+    {
+        let Some(lease) = &self.active else {
+            return work.await.map_err(Into::into);
+        };
+        let mut work = std::pin::pin!(work);
+        let mut check = tokio::time::interval(lease.ttl() / 6);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                result = &mut work => return result.map_err(Into::into),
+                _ = check.tick() => match lease.hold().await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(DepartmentError::LeaseLost.into()),
+                    Err(error) if lease.surely_held() => {
+                        tracing::warn!(%error, "cannot renew the department lease; still held");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot renew the department lease: stopping the work");
+                        return Err(DepartmentError::LeaseLost.into());
+                    }
+                },
+            }
+        }
+    }
+
+    /// A standby department's agents are idle on purpose, like paused ones: they count as alive.
+    fn beat_standby(&self) {
+        for agent in ["lead_finder", "outreach", "sales_manager", "projections"] {
+            self.beat(agent);
+        }
     }
 }
 
@@ -698,12 +790,17 @@ async fn head_position(store: &Store) -> Result<Option<i64>, StoreError> {
 impl JobRunner for Department {
     async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
         let agent = job_agent(job);
+        if !self.is_active().await? {
+            tracing::debug!(%job, "skipped: another process runs the schedule");
+            self.beat_standby();
+            return Ok(JobOutcome::default());
+        }
         if self.paused_agents().await?.contains(agent) {
             tracing::info!(%job, agent, "skipped: the agent is paused");
             return Ok(JobOutcome::default());
         }
         let started = std::time::Instant::now();
-        let result = self.run_job_unmeasured(job).await;
+        let result = self.while_active(self.run_job_unmeasured(job)).await;
         if result.is_ok() {
             // The Sheet is a projection.
             self.beat(match job_agent(job) {
@@ -726,7 +823,11 @@ impl JobRunner for Department {
     }
 
     async fn catch_up(&self) -> Result<(), JobError> {
-        self.catch_up_all().await?;
+        if !self.is_active().await? {
+            self.beat_standby();
+            return Ok(());
+        }
+        self.while_active(self.catch_up_all()).await?;
         // Leads found by searches that ran during the catch-up count for the next progress line.
         Ok(())
     }

@@ -69,6 +69,30 @@ pub struct WallClockScheduler {
     max_runs_per_instant: u32,
     cron: tokio::sync::Mutex<Option<CronTriggers>>,
     wake_ups: Option<watch::Receiver<u64>>,
+    retry: JobRetry,
+}
+
+/// How a job that failed for a transient reason (the store unreachable: a lost connection, no
+/// connection within the pool's timeout) is run again: after a backoff doubling from `first` up
+/// to `max`, at most `attempts` times, then it waits for its next scheduled time. Other failures
+/// are not retried (a retry would fail the same way); they wait for the next time too.
+#[derive(Clone, Debug)]
+pub struct JobRetry {
+    pub attempts: u32,
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for JobRetry {
+    /// Ten retries over about two minutes: a restarted database or a dropped connection is back
+    /// within that, and the morning coordination still runs that morning.
+    fn default() -> Self {
+        Self {
+            attempts: 10,
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+        }
+    }
 }
 
 impl WallClockScheduler {
@@ -84,7 +108,14 @@ impl WallClockScheduler {
             max_runs_per_instant: 50,
             cron: tokio::sync::Mutex::new(None),
             wake_ups: None,
+            retry: JobRetry::default(),
         }
+    }
+
+    /// How jobs failing for a transient reason are retried (default [`JobRetry::default`]).
+    pub fn retry(mut self, retry: JobRetry) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Catches up as soon as `wake_ups` changes (the store's signal of new events), besides
@@ -157,6 +188,8 @@ impl WallClockScheduler {
         runner: &dyn JobRunner,
         report: &mut DriverReport,
     ) -> Option<DateTime<Utc>> {
+        let mut retries = 0;
+        let mut backoff = self.retry.first;
         for _ in 0..self.max_runs_per_instant {
             let began = std::time::Instant::now();
             let result = runner.run_job(kind).await;
@@ -174,6 +207,23 @@ impl WallClockScheduler {
             });
             let outcome = match result {
                 Ok(outcome) => outcome,
+                Err(error)
+                    if retries < self.retry.attempts
+                        && salesdept_events::is_transient_error(error.as_ref()) =>
+                {
+                    retries += 1;
+                    tracing::warn!(job = %kind, %error, retry = retries, ?backoff, "a scheduled job could not reach the store; retrying");
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(self.retry.max);
+                    if self.stopped() {
+                        return None;
+                    }
+                    continue;
+                }
                 Err(error) => {
                     let error = DriverError::Job {
                         job: kind,
@@ -539,6 +589,71 @@ mod tests {
             "one catch-up right after the signal"
         );
         assert!(runner.runs.lock().unwrap().is_empty());
+    }
+
+    /// Fails its first `failures` coordinations with a lost connection, then succeeds.
+    struct FlakyStore {
+        clock: Arc<dyn Clock>,
+        failures: Mutex<u32>,
+        runs: Mutex<Vec<(DateTime<Utc>, bool)>>,
+    }
+
+    #[async_trait]
+    impl JobRunner for FlakyStore {
+        async fn run_job(&self, job: JobKind) -> Result<JobOutcome, JobError> {
+            if job != JobKind::Coordination {
+                return Ok(JobOutcome::default());
+            }
+            let mut failures = self.failures.lock().unwrap();
+            let fail = *failures > 0;
+            self.runs.lock().unwrap().push((self.clock.now(), fail));
+            if fail {
+                *failures -= 1;
+                let lost = salesdept_events::StoreError::Database(sqlx::Error::Io(
+                    std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+                ));
+                return Err(Box::new(lost));
+            }
+            Ok(JobOutcome::default())
+        }
+
+        async fn catch_up(&self) -> Result<(), JobError> {
+            Ok(())
+        }
+
+        fn next_external_event(&self, _after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+            None
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_that_cannot_reach_the_store_is_retried_with_backoff() {
+        let (clock, _) = paused_clock_and_recorder("2026-12-01T08:59:59Z");
+        let runner = FlakyStore {
+            clock: Arc::clone(&clock),
+            failures: Mutex::new(3),
+            runs: Mutex::new(Vec::new()),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let scheduler = WallClockScheduler::new(Arc::clone(&clock), stop_rx);
+        let schedule = Schedule::new(&ScheduleSettings::default());
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            stop_tx.send(true).unwrap();
+        });
+        scheduler.run(&schedule, &runner).await.unwrap();
+        stopper.await.unwrap();
+        let runs = runner.runs.lock().unwrap().clone();
+        let failed: Vec<bool> = runs.iter().map(|(_, failed)| *failed).collect();
+        assert_eq!(failed, [true, true, true, false], "{runs:?}");
+        // 250 ms, 500 ms, 1 s between the attempts.
+        let gaps: Vec<i64> = runs
+            .windows(2)
+            .map(|pair| (pair[1].0 - pair[0].0).num_milliseconds())
+            .collect();
+        for (gap, expected) in gaps.iter().zip([250, 500, 1_000]) {
+            assert!((expected..expected + 50).contains(gap), "{gaps:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,7 +16,7 @@ use crate::envelope::{AppendResult, Checkpoint, ExpectedVersion, NewEvent, Recor
 use crate::error::StoreError;
 use crate::upcast::Upcasters;
 
-pub use postgres::PostgresEventStore;
+pub use postgres::{PostgresEventStore, PostgresOptions};
 pub use sqlite::SqliteEventStore;
 
 /// The event log.

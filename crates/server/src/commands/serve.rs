@@ -43,6 +43,10 @@ pub const DATA_DIR: &str = "data";
 const SANDBOX_SEED: u64 = 1;
 const SANDBOX_SIZE: u32 = 20_000;
 
+/// How long the department lease lasts unrenewed: a standby `serve` takes over this long after
+/// the active one died (a clean stop hands it over at once).
+const DEPARTMENT_LEASE_TTL: Duration = Duration::from_secs(10);
+
 /// The scheduler is stale (not ready) when it has not beaten for this long.
 const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(120);
 
@@ -61,6 +65,10 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         demo_schedule(&mut settings);
     }
+    // Several `serve` processes may share one database (a rolling deploy, a standby): the one
+    // holding the department lease runs the schedule and the subscriptions, the others serve
+    // HTTP and stand by to take over.
+    settings.active_lease = Some(DEPARTMENT_LEASE_TTL);
     let mut tokens = ApiTokens::from_config(&agents.api);
     if tokens.is_empty() && args.demo {
         let path = data.join("demo-api-token");
@@ -154,10 +162,17 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         .context("the HTTP server failed");
     let report = jobs.await.context("the scheduler panicked")?;
     let finished = async {
-        department
-            .catch_up_all()
+        // A standby leaves the subscriptions to the process running the schedule.
+        if department
+            .is_active()
             .await
-            .context("cannot catch the subscriptions up")?;
+            .context("cannot read the department lease")?
+        {
+            department
+                .catch_up_all()
+                .await
+                .context("cannot catch the subscriptions up")?;
+        }
         department
             .release()
             .await
