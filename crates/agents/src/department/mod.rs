@@ -737,6 +737,14 @@ impl Department {
         }
     }
 
+    /// Whether this department held the department lease at its last look: None when it works
+    /// without one (always active), else its role as `/readyz` reports it, with no round trip.
+    pub fn holds_department_lease(&self) -> Option<bool> {
+        self.active
+            .as_ref()
+            .map(|_| self.was_active.load(Ordering::Relaxed))
+    }
+
     /// A standby department's agents are idle on purpose, like paused ones: they count as alive.
     fn beat_standby(&self) {
         for agent in ["lead_finder", "outreach", "sales_manager", "projections"] {

@@ -347,6 +347,12 @@ async fn readyz(State(state): State<OpsState>) -> Response {
         axum::Json(json!({
             "status": "ready",
             "backend": state.store.backend(),
+            // Of several processes on one database, the one running the schedule is "active";
+            // the others serve HTTP and stand by.
+            "role": match state.department.holds_department_lease() {
+                Some(false) => "standby",
+                Some(true) | None => "active",
+            },
             "heartbeat_at": beat_at,
             "agents": agents,
             "last_job": last_job,
