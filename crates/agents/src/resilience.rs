@@ -23,6 +23,7 @@ use backon::{ExponentialBuilder, Retryable};
 use serde::{Deserialize, Deserializer};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 /// How a failed call should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -484,21 +485,34 @@ impl Resilience {
             let future = operation();
             async move {
                 let permit = breaker.try_acquire().map_err(AttemptError::CircuitOpen)?;
-                attempts_ref.fetch_add(1, Ordering::Relaxed);
-                match tokio::time::timeout(timeout, future).await {
-                    Ok(Ok(value)) => {
-                        permit.settle(true);
-                        Ok(value)
-                    }
-                    Ok(Err(error)) => {
-                        permit.settle(!error.class().is_transient());
-                        Err(AttemptError::Failed(error))
-                    }
-                    Err(_elapsed) => {
-                        permit.settle(false);
-                        Err(AttemptError::TimedOut)
-                    }
-                }
+                let number = attempts_ref.fetch_add(1, Ordering::Relaxed) + 1;
+                // One span per attempt: the service, the attempt's number and how it ended
+                // (a class, never the error's text, which may quote the service's answer).
+                let span = tracing::info_span!(
+                    "external_call",
+                    service,
+                    attempt = number,
+                    outcome = tracing::field::Empty
+                );
+                let (outcome, result) =
+                    match tokio::time::timeout(timeout, future.instrument(span.clone())).await {
+                        Ok(Ok(value)) => {
+                            permit.settle(true);
+                            ("ok", Ok(value))
+                        }
+                        Ok(Err(error)) => {
+                            let transient = error.class().is_transient();
+                            permit.settle(!transient);
+                            let outcome = if transient { "transient" } else { "permanent" };
+                            (outcome, Err(AttemptError::Failed(error)))
+                        }
+                        Err(_elapsed) => {
+                            permit.settle(false);
+                            ("timed_out", Err(AttemptError::TimedOut))
+                        }
+                    };
+                span.record("outcome", outcome);
+                result
             }
         };
 

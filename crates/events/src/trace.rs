@@ -79,6 +79,33 @@ pub fn set_parent_from(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// Makes `span` (a command's, not yet started) continue the trace of a stream's latest event:
+/// when the caller's span is not already in that trace, the event's span becomes `span`'s
+/// parent and the caller's span a link, so the caller (a scheduled job, say) still leads to
+/// the command. A no-op without a stored traceparent or without an OpenTelemetry layer.
+pub fn continue_stream_trace(span: &tracing::Span, latest_traceparent: Option<&str>) {
+    if span.is_none() {
+        return;
+    }
+    let Some(latest) = latest_traceparent.and_then(parse_traceparent) else {
+        return;
+    };
+    let caller = tracing::Span::current().context();
+    let caller_span = caller.span();
+    let caller = caller_span.span_context();
+    if caller.is_valid() && caller.trace_id() == latest.trace_id() {
+        // Already in the stream's trace (a subscriber handling one of its events).
+        return;
+    }
+    if span
+        .set_parent(Context::new().with_remote_span_context(latest))
+        .is_ok()
+        && caller.is_valid()
+    {
+        span.add_link(caller.clone());
+    }
+}
+
 /// The span a subscriber handles one event in: a child of the span that appended the event
 /// (its stored traceparent), linked to the subscription batch that is current.
 pub fn handle_event_span(

@@ -8,6 +8,12 @@ use async_trait::async_trait;
 use chrono::Utc;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use salesdept_events::domain::lead::{DiscoverLead, LeadSource};
+use salesdept_events::domain::search::{SearchCommand, SearchCriteria};
+use salesdept_events::domain::{
+    Classification, CommandHandler, CommandMetadata, Confidence, LeadCommand, LeadState,
+    LinkedInUrl, Pii, SearchState, lead_stream,
+};
 use salesdept_events::store::PostgresEventStore;
 use salesdept_events::{
     Actor, EventStore, ExpectedVersion, Handler, HandlerContext, HandlerError, Metadata, NewEvent,
@@ -153,6 +159,142 @@ async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
     let store = Store::connect(&url, Upcasters::new()).await.unwrap();
     store.migrate().await.unwrap();
     store
+}
+
+/// A command on a lead from a span of another trace (a scheduled job) becomes a child of the
+/// span that appended the lead's latest event, linked to the job's span; a command already in
+/// the lead's trace keeps its caller as parent; a command on a stream that does not continue
+/// traces stays in the job's trace.
+async fn commands_on_a_lead_continue_the_lead_trace(store: Arc<Store>) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("test"))
+        .with_context_activation(false);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let handler = CommandHandler::new(store.clone());
+    let lead_id = uuid::Uuid::now_v7();
+    let stream = lead_stream(lead_id);
+    let metadata = CommandMetadata::new(Actor::agent("test"), Utc::now());
+    let discover = LeadCommand::Discover(DiscoverLead {
+        lead_id,
+        url: LinkedInUrl::parse("https://www.linkedin.com/in/ada-trace/").unwrap(),
+        name: "Ada Trace".into(),
+        position: "CTO".into(),
+        company: "Spans Ltd".into(),
+        company_size: None,
+        industry: None,
+        is_connection: true,
+        source: LeadSource::Search,
+        search_id: None,
+        import_format: None,
+        profile: Pii::default(),
+    });
+    let classify = |confidence: f64| LeadCommand::Classify {
+        classification: Classification::Speaker,
+        confidence: Confidence::parse(confidence).unwrap(),
+        rationale: None,
+    };
+
+    // The search that finds the lead: trace A.
+    let search = tracing::info_span!("search");
+    tracing::Instrument::instrument(
+        handler.execute::<LeadState>(&stream, &discover, &metadata),
+        search.clone(),
+    )
+    .await
+    .unwrap();
+    let search_context = search.context().span().span_context().clone();
+    // A job, a root of its own (trace B), classifies the lead.
+    let job = tracing::info_span!(parent: None, "job");
+    tracing::Instrument::instrument(
+        handler.execute::<LeadState>(&stream, &classify(0.8), &metadata),
+        job.clone(),
+    )
+    .await
+    .unwrap();
+    let job_context = job.context().span().span_context().clone();
+    assert_ne!(job_context.trace_id(), search_context.trace_id());
+    // The same job runs a command on a stream of many journeys (a search's).
+    let search_stream = format!("search-{}", uuid::Uuid::now_v7());
+    let request = SearchCommand::Request {
+        search_id: uuid::Uuid::now_v7(),
+        criteria: SearchCriteria {
+            keywords: vec!["rust".into()],
+            limit: 10,
+            ..SearchCriteria::default()
+        },
+        reason: "test".into(),
+    };
+    tracing::Instrument::instrument(
+        handler.execute::<SearchState>(&search_stream, &request, &metadata),
+        job.clone(),
+    )
+    .await
+    .unwrap();
+    // Back in the lead's trace (a subscriber handling one of its events): no re-parenting.
+    let inside = tracing::info_span!(parent: &search, "inside");
+    tracing::Instrument::instrument(
+        handler.execute::<LeadState>(&stream, &classify(0.9), &metadata),
+        inside.clone(),
+    )
+    .await
+    .unwrap();
+    let inside_context = inside.context().span().span_context().clone();
+    drop((search, job, inside));
+    provider.force_flush().unwrap();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let executes: Vec<&SpanData> = spans.iter().filter(|span| span.name == "execute").collect();
+    let appends: Vec<&SpanData> = spans.iter().filter(|span| span.name == "append").collect();
+    assert!(executes.len() >= 3, "execute spans: {:?}", names(&spans));
+    let append_under = |execute: &SpanData| {
+        appends
+            .iter()
+            .find(|append| append.parent_span_id == execute.span_context.span_id())
+            .copied()
+    };
+    let discovery = executes
+        .iter()
+        .find(|span| span.parent_span_id == search_context.span_id())
+        .expect("the discovery runs under the search");
+    let discovered = append_under(discovery).expect("the discovery's append");
+    let classified_by_job = executes
+        .iter()
+        .find(|span| span.parent_span_id == discovered.span_context.span_id())
+        .expect("the job's command is a child of the lead's latest append");
+    assert_eq!(
+        classified_by_job.span_context.trace_id(),
+        search_context.trace_id(),
+        "the job's command is in the lead's trace"
+    );
+    assert!(
+        classified_by_job
+            .links
+            .iter()
+            .any(|link| link.span_context.span_id() == job_context.span_id()),
+        "the job's command links the job"
+    );
+    let on_search_stream = executes
+        .iter()
+        .find(|span| span.parent_span_id == job_context.span_id())
+        .expect("the search stream's command stays under the job");
+    assert_eq!(on_search_stream.span_context.trace_id(), job_context.trace_id());
+    let classified_inside = executes
+        .iter()
+        .find(|span| span.parent_span_id == inside_context.span_id())
+        .expect("a command already in the lead's trace keeps its caller as parent");
+    assert!(classified_inside.links.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_commands_on_a_lead_continue_the_lead_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    commands_on_a_lead_continue_the_lead_trace(Arc::new(sqlite_store(&dir).await)).await;
 }
 
 #[tokio::test]

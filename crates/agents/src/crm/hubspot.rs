@@ -399,7 +399,11 @@ impl HubSpotCrm {
     }
 
     /// One HTTP call: the JSON answer of a 2xx, or the error it maps to.
-    #[tracing::instrument(level = "debug", skip(self, body), fields(%method))]
+    #[tracing::instrument(
+        name = "crm_call",
+        skip(self, body),
+        fields(provider = "hubspot", %method, http.response.status_code = tracing::field::Empty)
+    )]
     async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value, CrmError> {
         let response = self
             .http
@@ -410,6 +414,7 @@ impl HubSpotCrm {
             .await
             .map_err(|error| self.transport_error(error))?;
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         let headers = response.headers().clone();
         let text = response
             .text()

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
 use salesdept_events::domain::search::SearchCriteria;
 use salesdept_events::domain::{AccountId, AccountLimits, DEPARTMENT_STREAM};
 use salesdept_events::{
@@ -808,7 +809,12 @@ impl JobRunner for Department {
             return Ok(JobOutcome::default());
         }
         let started = std::time::Instant::now();
-        let result = self.while_active(self.run_job_unmeasured(job)).await;
+        // Each job is a trace of its own; the commands it runs on a lead continue the lead's
+        // trace and link back to this span.
+        let span = tracing::info_span!("job", job = job.as_str(), agent);
+        let result = self
+            .while_active(self.run_job_unmeasured(job).instrument(span))
+            .await;
         if result.is_ok() {
             // The Sheet is a projection.
             self.beat(match job_agent(job) {

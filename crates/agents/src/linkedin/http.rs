@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
 
 use super::{IdempotencyKey, LinkedInError, Provider, SentMessage};
 
@@ -107,7 +108,17 @@ pub(crate) fn secret_header(
 }
 
 /// Sends the request and reads the whole body. Transport failures are classified here;
-/// statuses are left to the caller (common ones via [`classify_common_status`]).
+/// statuses are left to the caller (common ones via [`classify_common_status`]). The span
+/// names the provider and the status, never the URL (it may hold a DSN) nor the body.
+#[tracing::instrument(
+    name = "http_request",
+    skip_all,
+    fields(
+        provider = %provider,
+        side_effect = kind == CallKind::SideEffect,
+        http.response.status_code = tracing::field::Empty
+    )
+)]
 pub(crate) async fn execute(
     provider: Provider,
     kind: CallKind,
@@ -118,6 +129,7 @@ pub(crate) async fn execute(
         .await
         .map_err(|error| classify_transport(provider, kind, &error))?;
     let status = response.status();
+    tracing::Span::current().record("http.response.status_code", status.as_u16());
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(|error| {
         if status.is_success() && kind == CallKind::SideEffect {
@@ -242,7 +254,17 @@ where
 {
     let mut failed = 0;
     loop {
-        let error = match attempt().await {
+        // One span per attempt: the operation, its number and how it ended (the error's kind,
+        // never its text, which may quote the provider's answer).
+        let span = tracing::info_span!(
+            "linkedin_call",
+            operation,
+            attempt = failed + 1,
+            outcome = tracing::field::Empty
+        );
+        let outcome = attempt().instrument(span.clone()).await;
+        span.record("outcome", outcome_name(&outcome));
+        let error = match outcome {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
@@ -257,6 +279,20 @@ where
         };
         tracing::debug!(operation, attempt = failed, ?delay, error = %error, "retrying");
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// How a provider call ended, for its span.
+fn outcome_name<T>(outcome: &Result<T, LinkedInError>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(LinkedInError::RateLimited { .. }) => "rate_limited",
+        Err(LinkedInError::Limit { .. }) => "limit",
+        Err(LinkedInError::Transient { .. }) => "transient",
+        Err(LinkedInError::OutcomeUnknown { .. }) => "outcome_unknown",
+        Err(LinkedInError::Unauthorized { .. }) => "unauthorized",
+        Err(LinkedInError::NotFound { .. }) => "not_found",
+        Err(_) => "error",
     }
 }
 

@@ -246,7 +246,17 @@ impl OpenAiCompatible {
     }
 
     /// Sends the request through the resilience policy.
-    #[tracing::instrument(skip_all, fields(provider = %self.name, model = %request.model), err)]
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            provider = %self.name,
+            model = %request.model,
+            prompt_tokens = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty,
+            attempts = tracing::field::Empty
+        ),
+        err
+    )]
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, CallError<ProviderError>> {
         let body = self
             .build_request(request)
@@ -257,7 +267,8 @@ impl OpenAiCompatible {
             })?;
         let attempts = AtomicU32::new(0);
         let attempts = &attempts;
-        self.resilience
+        let reply = self
+            .resilience
             .call(|| {
                 let body = body.clone();
                 async move {
@@ -285,7 +296,14 @@ impl OpenAiCompatible {
                     })
                 }
             })
-            .await
+            .await;
+        let span = tracing::Span::current();
+        span.record("attempts", attempts.load(Ordering::Relaxed));
+        if let Ok(reply) = &reply {
+            span.record("prompt_tokens", reply.prompt_tokens);
+            span.record("completion_tokens", reply.completion_tokens);
+        }
+        reply
     }
 
     /// The error with every occurrence of this provider's API key replaced.

@@ -232,7 +232,13 @@ fn classify(error: lettre::transport::smtp::Error, timeout: Duration) -> MailErr
 impl MailPort for SmtpMailer {
     #[tracing::instrument(
         skip_all,
-        fields(message_id = %mail.message_id, host = %self.host, port = self.port),
+        fields(
+            provider = "smtp",
+            message_id = %mail.message_id,
+            host = %self.host,
+            port = self.port,
+            smtp.response_code = tracing::field::Empty
+        ),
         err
     )]
     async fn send(&self, mail: &OutgoingMail) -> Result<SentMail, MailError> {
@@ -241,6 +247,7 @@ impl MailPort for SmtpMailer {
             .await
             .map_err(|_| MailError::Timeout(self.send_timeout))?
             .map_err(|error| classify(error, self.send_timeout))?;
+        tracing::Span::current().record("smtp.response_code", u16::from(response.code()));
         Ok(SentMail {
             message_id: mail.message_id.clone(),
             delivery: Delivery::Relayed {

@@ -32,6 +32,7 @@ use salesdept_events::domain::{
 };
 use salesdept_events::{Actor, EventStore, StoreError, step_event_id};
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -182,7 +183,10 @@ impl<S: EventStore + ?Sized> Sender<S> {
     }
 
     /// Sends `request` to lead `lead_id` at most once (see the module docs).
-    #[tracing::instrument(skip_all, fields(lead_id = %lead_id), err)]
+    ///
+    /// The whole send — the account's slot, the provider's call, the outcome — runs in a
+    /// `send` span that continues the lead's trace (the span of its latest event) when the
+    /// caller, a scheduled tick, is in another one.
     pub async fn send(
         &self,
         lead_id: Uuid,
@@ -193,12 +197,45 @@ impl<S: EventStore + ?Sized> Sender<S> {
             return Err(SendError::NoAccounts);
         }
         let stream = lead_stream(lead_id);
+        let loaded = self.handler.load::<LeadState>(&stream).await?;
+        let action = match request {
+            SendRequest::Message { .. } => "message",
+            SendRequest::Invitation { .. } => "invitation",
+        };
+        let span = tracing::info_span!("send", lead_id = %lead_id, action);
+        salesdept_events::trace::continue_stream_trace(&span, loaded.latest_traceparent.as_deref());
+        async move {
+            let outcome = self
+                .send_from(lead_id, &stream, loaded.state, request, correlation_id)
+                .await;
+            if let Err(error) = &outcome {
+                tracing::error!(error = %error);
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The loop of [`Sender::send`], from the lead as first read.
+    async fn send_from(
+        &self,
+        lead_id: Uuid,
+        stream: &str,
+        first_read: LeadState,
+        request: &SendRequest,
+        correlation_id: Option<Uuid>,
+    ) -> Result<SendResult, SendError> {
+        let mut first_read = Some(first_read);
         let mut bound_by = Vec::new();
         let mut retry_at: Option<DateTime<Utc>> = None;
         let mut last_failure: Option<String> = None;
         let mut index = 0;
         while index < self.accounts.len() {
-            let lead = self.handler.load::<LeadState>(&stream).await?.state;
+            let lead = match first_read.take() {
+                Some(lead) => lead,
+                None => self.handler.load::<LeadState>(stream).await?.state,
+            };
             let plan = match self.plan(&lead, request) {
                 Ok(plan) => plan,
                 Err(rejection) => return Ok(SendResult::Refused(rejection)),

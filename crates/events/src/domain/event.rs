@@ -180,6 +180,12 @@ pub trait Aggregate: Clone + Default + fmt::Debug + Send + Sync + 'static {
     type Event: DomainEvent;
     type Command: fmt::Debug + Send + Sync;
 
+    /// Whether a command on this stream continues the trace of the stream's latest event when
+    /// its caller is in another trace (see [`crate::domain::CommandHandler::execute`]): true
+    /// for a lead, whose journey is one trace; false for shared streams (an account's slots,
+    /// the department), whose events belong to many journeys.
+    const CONTINUES_TRACE: bool = false;
+
     /// Applies one recorded fact. No rules here: what is in the log happened.
     fn evolve(self, event: &Self::Event) -> Self;
 

@@ -10,6 +10,7 @@ use crate::domain::event::{Aggregate, CommandMetadata, DomainEvent};
 use crate::envelope::{AppendResult, ExpectedVersion, NewEvent};
 use crate::error::StoreError;
 use crate::store::EventStore;
+use tracing::Instrument as _;
 
 /// How often a command is decided again after version conflicts before giving up.
 pub const DEFAULT_MAX_ATTEMPTS: usize = 5;
@@ -43,6 +44,9 @@ pub struct Loaded<A> {
     pub state: A,
     /// The stream's version read (None: the stream has no events).
     pub version: Option<i64>,
+    /// The `traceparent` of the stream's latest event, when it was appended in a traced span
+    /// (always None with tracing off, so nothing is allocated for it).
+    pub latest_traceparent: Option<String>,
 }
 
 /// What a command did.
@@ -139,14 +143,22 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
             .unwrap_or(Loaded {
                 state: A::default(),
                 version: None,
+                latest_traceparent: None,
             })
     }
 
-    fn remember<A: Aggregate>(&self, stream_id: &str, state: &A, version: Option<i64>) {
+    fn remember<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        state: &A,
+        version: Option<i64>,
+        latest_traceparent: Option<&str>,
+    ) {
         if let Some(cache) = self.cache.as_ref().filter(|cache| (cache.keeps)(stream_id)) {
             let loaded = Loaded {
                 state: state.clone(),
                 version,
+                latest_traceparent: latest_traceparent.map(str::to_owned),
             };
             cache
                 .states
@@ -165,7 +177,12 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
         known: Option<i64>,
     ) {
         if loaded.version != known {
-            self.remember(stream_id, &loaded.state, loaded.version);
+            self.remember(
+                stream_id,
+                &loaded.state,
+                loaded.version,
+                loaded.latest_traceparent.as_deref(),
+            );
         }
     }
 
@@ -206,23 +223,76 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
             state = state.evolve(&A::Event::from_recorded(event)?);
             version = Some(event.stream_version);
         }
-        Ok(Loaded { state, version })
+        let latest_traceparent = match recorded.last() {
+            Some(latest) => latest.metadata.traceparent.clone(),
+            None => loaded.latest_traceparent,
+        };
+        Ok(Loaded {
+            state,
+            version,
+            latest_traceparent,
+        })
     }
 
     /// Decides `command` on the stream's current state and appends the events with
     /// `metadata`, expecting the version read; on a conflict, catches up and decides again
     /// (at most `max_attempts` times).
-    #[tracing::instrument(skip_all, fields(stream_id = %stream_id, attempts), err)]
+    ///
+    /// The command runs in an `execute` span. On a stream whose aggregate continues its trace
+    /// ([`Aggregate::CONTINUES_TRACE`]: a lead's), a command that is not already in the trace of
+    /// the stream's latest event (a scheduled job's, say) becomes a child of that event's span,
+    /// linked to the caller's span: one lead's whole journey is one trace. The span is made
+    /// after the stream is read because a span's parent cannot change once it has started.
     pub async fn execute<A: Aggregate>(
         &self,
         stream_id: &str,
         command: &A::Command,
         metadata: &CommandMetadata,
     ) -> Result<Executed<A>, CommandError> {
-        let context = metadata.context();
+        let span = |latest_traceparent: Option<&str>| {
+            let span = tracing::info_span!(
+                "execute",
+                stream_id = %stream_id,
+                attempts = tracing::field::Empty
+            );
+            if A::CONTINUES_TRACE {
+                crate::trace::continue_stream_trace(&span, latest_traceparent);
+            }
+            span
+        };
         let cached = self.cached::<A>(stream_id);
         let known = cached.version;
-        let mut loaded = self.catch_up(stream_id, cached).await?;
+        let loaded = match self.catch_up(stream_id, cached).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                span(None).in_scope(|| tracing::error!(error = %error));
+                return Err(error.into());
+            }
+        };
+        let span = span(loaded.latest_traceparent.as_deref());
+        async move {
+            let outcome = self
+                .decide_and_append(stream_id, command, metadata, loaded, known)
+                .await;
+            if let Err(error) = &outcome {
+                tracing::error!(error = %error);
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The decide-append loop of [`CommandHandler::execute`], from the stream as read.
+    async fn decide_and_append<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        command: &A::Command,
+        metadata: &CommandMetadata,
+        mut loaded: Loaded<A>,
+        known: Option<i64>,
+    ) -> Result<Executed<A>, CommandError> {
+        let context = metadata.context();
         for attempt in 1..=self.max_attempts {
             tracing::Span::current().record("attempts", attempt);
             let events = match loaded.state.decide(command, &context) {
@@ -234,7 +304,12 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
                 }
             };
             if events.is_empty() {
-                self.remember(stream_id, &loaded.state, loaded.version);
+                self.remember(
+                    stream_id,
+                    &loaded.state,
+                    loaded.version,
+                    loaded.latest_traceparent.as_deref(),
+                );
                 return Ok(Executed {
                     events,
                     appended: Vec::new(),
@@ -253,7 +328,15 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
             {
                 Ok(append) => {
                     let state = events.iter().fold(loaded.state, A::evolve);
-                    self.remember(stream_id, &state, Some(append.stream_version));
+                    // The store stamped its append span's traceparent on its copy of the events;
+                    // this command's span (the append span's parent) is in the same trace.
+                    let latest_traceparent = crate::trace::current_traceparent();
+                    self.remember(
+                        stream_id,
+                        &state,
+                        Some(append.stream_version),
+                        latest_traceparent.as_deref(),
+                    );
                     return Ok(Executed {
                         stream_version: Some(append.stream_version),
                         events,
@@ -270,7 +353,12 @@ impl<S: EventStore + ?Sized> CommandHandler<S> {
                 Err(error) => return Err(error.into()),
             }
         }
-        self.remember(stream_id, &loaded.state, loaded.version);
+        self.remember(
+            stream_id,
+            &loaded.state,
+            loaded.version,
+            loaded.latest_traceparent.as_deref(),
+        );
         Err(CommandError::TooManyConflicts {
             stream_id: stream_id.to_owned(),
             attempts: self.max_attempts,

@@ -19,6 +19,7 @@ use google_sheets4::{Sheets, common};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::{
@@ -165,7 +166,25 @@ impl GoogleSheetSink {
         for number in 1..=attempts {
             metrics::counter!("salesdept_sheets_api_calls_total", "operation" => operation)
                 .increment(1);
-            match attempt().await {
+            // One span per API call: the operation, its number and how it ended (never the
+            // cells, which hold personal data).
+            let span = tracing::info_span!(
+                "sheets_call",
+                provider = "google_sheets",
+                operation,
+                attempt = number,
+                outcome = tracing::field::Empty
+            );
+            let outcome = attempt().instrument(span.clone()).await;
+            span.record(
+                "outcome",
+                match &outcome {
+                    Attempt::Done(_) => "ok",
+                    Attempt::Refused(_) => "refused",
+                    Attempt::Retry { .. } => "transient",
+                },
+            );
+            match outcome {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Refused(message) => {
                     return Err(SheetError::Refused { operation, message });

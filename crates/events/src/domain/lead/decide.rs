@@ -897,6 +897,9 @@ impl Aggregate for LeadState {
     type Event = LeadEvent;
     type Command = LeadCommand;
 
+    /// One lead's journey — found, classified, allocated, messaged, answered — is one trace.
+    const CONTINUES_TRACE: bool = true;
+
     fn evolve(self, event: &LeadEvent) -> Self {
         self.apply(event)
     }
