@@ -32,8 +32,7 @@ const MAX_QUEUE_SIZE: usize = 65_536;
 /// What the OpenTelemetry layer records unless `SALESDEPT_OTEL_FILTER` says otherwise: the
 /// service's info spans, and never the exporter's own transport (whose spans would be exported
 /// by the export they describe).
-const DEFAULT_OTEL_FILTER: &str =
-    "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+const DEFAULT_OTEL_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
 
 /// The installed tracer provider, kept so the process can flush its spans before it exits.
 pub struct Telemetry {
@@ -98,7 +97,10 @@ pub fn init() -> Telemetry {
             .with_context_activation(false)
             .with_filter(filter)
     });
-    tracing_subscriber::registry().with(logs).with(traces).init();
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .init();
     if let Some(error) = build_error {
         tracing::warn!(%error, "traces: no OTLP exporter, spans are not exported");
     } else if let Some(endpoint) = endpoint {
@@ -109,11 +111,14 @@ pub fn init() -> Telemetry {
 
 /// The configured OTLP endpoint, if any (an empty value counts as none).
 fn otlp_endpoint() -> Option<String> {
-    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .map(|value| value.trim().to_owned())
-        .find(|value| !value.is_empty())
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .filter_map(|name| std::env::var(name).ok())
+    .map(|value| value.trim().to_owned())
+    .find(|value| !value.is_empty())
 }
 
 fn build_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tracing::Instrument as _;
 use salesdept_events::domain::search::SearchCriteria;
 use salesdept_events::domain::{AccountId, AccountLimits, DEPARTMENT_STREAM};
 use salesdept_events::{
@@ -35,6 +34,7 @@ use salesdept_events::{
 use salesdept_projections::leads::LeadTableHandler;
 use salesdept_projections::reports::ReportsProjection;
 use salesdept_projections::sheet::{CsvFileSink, SheetSink, SheetSync};
+use tracing::Instrument as _;
 
 pub use cron::{CronError, CronTriggers};
 pub use driver::{
