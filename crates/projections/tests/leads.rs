@@ -626,10 +626,10 @@ mod suite {
         // The swap left the schema as the migration made it: the same index names.
         let indexes = index_names(store).await;
         for name in [
-            "leads_contact_status_idx",
-            "leads_classification_idx",
-            "leads_quality_score_idx",
-            "leads_updated_at_idx",
+            "leads_contact_status_updated_at_lead_id_idx",
+            "leads_classification_updated_at_lead_id_idx",
+            "leads_quality_score_lead_id_idx",
+            "leads_updated_at_lead_id_idx",
         ] {
             assert!(
                 indexes.contains(&name.to_owned()),
@@ -1206,4 +1206,36 @@ async fn postgres_runs_one_rebuild_at_a_time(pool: PgPool) {
     assert_eq!(report.leads, 1);
     // The lock was released: the next rebuild runs too.
     assert_eq!(rebuild_leads(&store).await.unwrap().leads, 1);
+}
+
+/// The lead list's common pages read their order off an index on SQLite (the embedded default):
+/// no temporary B-tree sort for "most recently changed", overall or within a status or a
+/// classification, nor for "best score first".
+#[tokio::test]
+async fn sqlite_list_orders_are_served_by_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let Store::Sqlite(lite) = &store else {
+        unreachable!("a SQLite store");
+    };
+    for query in [
+        "SELECT * FROM leads WHERE 1 ORDER BY updated_at DESC, lead_id LIMIT 50",
+        "SELECT * FROM leads WHERE 1 AND contact_status = 'New' \
+         ORDER BY updated_at DESC, lead_id LIMIT 50",
+        "SELECT * FROM leads WHERE 1 AND classification = 'Speaker' \
+         ORDER BY updated_at DESC, lead_id LIMIT 50",
+        "SELECT * FROM leads WHERE 1 ORDER BY quality_score DESC NULLS LAST, lead_id LIMIT 50",
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
+                .fetch_all(lite.read_pool())
+                .await
+                .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|step| step.3.as_str()).collect();
+        assert!(
+            steps.iter().any(|step| step.contains("INDEX leads_"))
+                && !steps.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{query}: {steps:?}"
+        );
+    }
 }
