@@ -331,7 +331,6 @@ async fn assert_classified_once(store: &Store, lead_id: Uuid, by_rules: bool, ca
     assert_eq!(scored.len(), 1, "{case}: one score");
     let score = scored[0].data["score"]
         .as_f64()
-        .or_else(|| scored[0].data["quality_score"].as_f64())
         .unwrap_or_else(|| panic!("{case}: a numeric score in {}", scored[0].data));
     assert!((1.0..=10.0).contains(&score), "{case}: score {score}");
     let usage = &classified[0].metadata.llm;
@@ -468,7 +467,10 @@ async fn bad_llm_answers_fall_back_to_the_rules(store: Store) {
             "empty rationale",
         ),
     ];
+    // The store is shared by the rows; the sandbox pages its matches by the day, so each row
+    // runs a day later and puts a new profile (not a duplicate of an earlier row's) to the model.
     for (content, why) in rows {
+        world.clock.advance_by(chrono::Duration::days(1));
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path(LLM_ENDPOINT))
@@ -483,11 +485,8 @@ async fn bad_llm_answers_fall_back_to_the_rules(store: Store) {
         let finder = world.finder(world.router(&fake));
         let request = world.request(1, &["CTO"]).await;
         let outcome = finder.run_search(&request).await.unwrap();
-        assert_eq!(
-            outcome.leads.len() + outcome.duplicates as usize,
-            1,
-            "{why}"
-        );
+        assert_eq!(outcome.leads.len(), 1, "{why}: {:?}", outcome.failed);
+        assert_eq!(outcome.duplicates, 0, "{why}");
         let calls = fake.calls().await;
         assert!(
             (1..=2).contains(&calls),
