@@ -1108,8 +1108,7 @@ async fn postgres_the_llm_writes_and_reads_when_enabled(pool: sqlx::PgPool) {
 
 async fn a_draft_copying_the_profile_falls_back_to_the_template(store: Store) {
     let server = fake_llm(
-        json!({"kind": "first_message", "variant": "speaker_a", "text": COPYING_TEXT})
-            .to_string(),
+        json!({"kind": "first_message", "variant": "speaker_a", "text": COPYING_TEXT}).to_string(),
         json!({"sentiment": "Positive", "intent": "Interested", "confidence": 0.93,
                "return_date": null, "referred_person": null, "rationale": "Unused here."})
         .to_string(),

@@ -218,9 +218,9 @@ pub fn draft_problem(
         .windows(2)
         .map(|pair| (pair[0].as_str(), pair[1].as_str()))
         .filter(|(one, two)| {
-            !GLUE_WORDS.contains(one)
-                && !GLUE_WORDS.contains(two)
-                && !(allowed.contains(*one) && allowed.contains(*two))
+            let glue = GLUE_WORDS.contains(one) || GLUE_WORDS.contains(two);
+            let both_allowed = allowed.contains(*one) && allowed.contains(*two);
+            !(glue || both_allowed)
         })
         .collect();
     let drafted_words: Vec<String> = words(text).collect();
