@@ -1036,8 +1036,15 @@ fn llm_world(store: Store, server: &MockServer) -> World<LlmRouter> {
     )
 }
 
-const LLM_TEXT: &str = "Hi Maya, your QCon talk on running Postgres at scale is exactly what \
-our audience of engineers asks for. Would you consider speaking at our next technology \
+/// A draft that names checked facts only (the conference she spoke at), never her own words.
+const LLM_TEXT: &str = "Hi Maya, your QCon talk is exactly what our audience of engineers asks \
+for. Would you consider speaking at our next technology conference? Happy to share the format \
+and dates.";
+
+/// A draft that copies her profile's free text ("running Postgres at scale"): the output check
+/// refuses it, as it would a model that obeyed text planted in the profile.
+const COPYING_TEXT: &str = "Hi Maya, your QCon talk on running Postgres at scale is exactly \
+what our audience of engineers asks for. Would you consider speaking at our next technology \
 conference? Happy to share the format and dates.";
 
 async fn the_llm_writes_and_reads_when_enabled(store: Store) {
@@ -1097,6 +1104,46 @@ async fn sqlite_the_llm_writes_and_reads_when_enabled() {
 #[sqlx::test(migrations = "../../migrations/postgres")]
 async fn postgres_the_llm_writes_and_reads_when_enabled(pool: sqlx::PgPool) {
     the_llm_writes_and_reads_when_enabled(postgres(pool)).await;
+}
+
+async fn a_draft_copying_the_profile_falls_back_to_the_template(store: Store) {
+    let server = fake_llm(
+        json!({"kind": "first_message", "variant": "speaker_a", "text": COPYING_TEXT}).to_string(),
+        json!({"sentiment": "Positive", "intent": "Interested", "confidence": 0.93,
+               "return_date": null, "referred_person": null, "rationale": "Unused here."})
+        .to_string(),
+    )
+    .await;
+    let world = llm_world(store, &server);
+    let lead_id = world.allocated_lead("copy-maya", true, 0.9).await;
+    world.settle(lead_id).await;
+    let lead = world.lead(lead_id).await;
+    assert_eq!(lead.drafts.len(), 1, "one draft, nothing lost");
+    let draft = lead.drafts.values().next().unwrap();
+    assert_ne!(draft.text, COPYING_TEXT);
+    assert!(
+        !draft.text.contains("Postgres"),
+        "the template names checked facts only: {}",
+        draft.text
+    );
+    assert!(draft.text.contains("Maya"), "{}", draft.text);
+    let tick = world.tick(lead_id).await;
+    assert_eq!(tick.messages_sent, 1, "{tick:?}");
+    assert_eq!(
+        world.linkedin.delivered()[0].text.as_deref(),
+        Some(draft.text.as_str())
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_draft_copying_the_profile_falls_back_to_the_template() {
+    let (_directory, store) = sqlite_store().await;
+    a_draft_copying_the_profile_falls_back_to_the_template(store).await;
+}
+
+#[sqlx::test(migrations = "../../migrations/postgres")]
+async fn postgres_a_draft_copying_the_profile_falls_back_to_the_template(pool: sqlx::PgPool) {
+    a_draft_copying_the_profile_falls_back_to_the_template(postgres(pool)).await;
 }
 
 async fn malformed_llm_answers_fall_back_to_the_templates(store: Store) {

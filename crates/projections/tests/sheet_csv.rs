@@ -131,6 +131,73 @@ mod suite {
         assert_eq!(file[1], expected);
         assert_eq!(file[1][14], "asked for the sponsor deck");
     }
+
+    /// Profile text that starts like a formula is written as text (a leading apostrophe) and
+    /// read back without it, so the sync sees no edit; a person's note starting with `-` is
+    /// recorded as typed.
+    pub async fn csv_formula_cells_are_neutralised_and_read_back_unchanged(store: Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leads.csv");
+        let sync_ = SheetSync::new(store.clone(), Arc::new(CsvFileSink::new(&path)));
+        let attack = "=HYPERLINK(\"https://evil.example/x\",\"open\")";
+        let cases = [
+            attack,
+            "+1 555 0100",
+            "-2+3",
+            "@SUM(A1:A9)",
+            "'=already quoted",
+        ];
+        let mut leads = Vec::new();
+        for name in cases {
+            leads.push(discover(&store, name).await);
+        }
+        sync(&sync_, &store).await;
+        let file = records(&path);
+        for (index, (name, lead)) in cases.iter().zip(&leads).enumerate() {
+            let cells = &file[index + 1];
+            assert_eq!(cells[1], format!("'{name}"), "{name:?} is neutralised");
+            let expected = row_of(&store, *lead).await;
+            let restored: Vec<String> = cells
+                .iter()
+                .map(|cell| salesdept_projections::sheet::restore_formula(cell).into_owned())
+                .collect();
+            assert_eq!(restored, expected, "{name:?} reads back as the projection");
+        }
+        assert!(
+            file.iter()
+                .flatten()
+                .all(|cell| !cell.starts_with(['=', '+', '-', '@'])),
+            "no cell of the file starts like a formula: {file:?}"
+        );
+
+        let report = sync(&sync_, &store).await;
+        assert!(report.edits.is_empty(), "{:?}", report.edits);
+
+        let mut file = records(&path);
+        file[1][14] = "-call back on Monday".into();
+        write_records(&path, &file);
+        let report = sync(&sync_, &store).await;
+        assert_eq!(
+            report.edits,
+            vec![EditOutcome::Recorded {
+                lead_id: leads[0],
+                event_type: "note_added"
+            }]
+        );
+        let (event, _) = typed_events_of(&store, leads[0]).await.pop().unwrap();
+        let LeadEvent::NoteAdded(added) = event else {
+            panic!("{event:?}")
+        };
+        assert_eq!(added.pii.note.as_deref(), Some("-call back on Monday"));
+        sync(&sync_, &store).await;
+        assert_eq!(records(&path)[1][14], "'-call back on Monday");
+        let report = sync(&sync_, &store).await;
+        assert!(
+            report.edits.is_empty(),
+            "the note is not recorded twice: {:?}",
+            report.edits
+        );
+    }
 }
 
 macro_rules! both_stores {
@@ -160,4 +227,5 @@ macro_rules! both_stores {
 both_stores!(
     csv_default_writes_the_same_columns,
     csv_edits_are_read_back_and_replay_rewrites_the_file,
+    csv_formula_cells_are_neutralised_and_read_back_unchanged,
 );

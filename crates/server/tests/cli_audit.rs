@@ -55,6 +55,11 @@ fn at(hour: i64) -> DateTime<Utc> {
 
 /// One lead's journey, an event an hour from 09:00, with its URL reserved first.
 async fn seed(database: &str, n: usize, start_hour: i64) -> (Uuid, LinkedInUrl) {
+    seed_named(database, n, start_hour, &format!("Maya Lindqvist {n}")).await
+}
+
+/// [`seed`] for a lead with this name.
+async fn seed_named(database: &str, n: usize, start_hour: i64, name: &str) -> (Uuid, LinkedInUrl) {
     let store = Store::connect(database, domain::upcasters()).await.unwrap();
     store.migrate().await.unwrap();
     store.enable_pii_vault(Arc::new(PiiVault::new(
@@ -87,7 +92,7 @@ async fn seed(database: &str, n: usize, start_hour: i64) -> (Uuid, LinkedInUrl) 
                 import_format: None,
                 url_hash: url.hash(),
                 pii: Pii {
-                    name: Some(format!("Maya Lindqvist {n}")),
+                    name: Some(name.to_owned()),
                     linkedin_url: Some(url.clone()),
                     ..Pii::default()
                 },
@@ -451,4 +456,46 @@ async fn audit_and_replay_on_postgres() {
     .execute(&admin)
     .await
     .unwrap();
+}
+
+/// A name from a profile that starts like a formula is exported as text: the CSV cell gets the
+/// escaping apostrophe (the JSON export keeps the name as it is), and no cell of the export
+/// starts with a formula trigger.
+#[tokio::test]
+async fn the_csv_export_keeps_formula_like_names_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("formula.sqlite").display());
+    let name = "=HYPERLINK(\"https://evil.example/x\",\"Maya\")";
+    seed_named(&database, 1, 9, name).await;
+    seed_named(&database, 2, 10, "@SUM(A1:A9)").await;
+    let table = ok(salesdept(
+        dir.path(),
+        &database,
+        &["audit", "table", "--at", "2026-12-31"],
+    ));
+    let mut reader = csv::Reader::from_reader(table.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let column = headers.iter().position(|header| header == "Name").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    let names: Vec<&str> = rows.iter().map(|row| &row[column]).collect();
+    assert!(names.contains(&format!("'{name}").as_str()), "{table}");
+    assert!(names.contains(&"'@SUM(A1:A9)"), "{table}");
+    for row in &rows {
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '@']),
+                "a cell that a spreadsheet would run: {cell:?} in {table}"
+            );
+        }
+    }
+    let json = ok(salesdept(
+        dir.path(),
+        &database,
+        &["audit", "table", "--at", "2026-12-31", "--json"],
+    ));
+    assert!(
+        json_lines(&json).iter().any(|row| row["name"] == name),
+        "{json}"
+    );
 }

@@ -1,9 +1,11 @@
 //! The SMTP mail adapter: lettre's pooled asynchronous transport over rustls.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -109,9 +111,15 @@ impl fmt::Debug for SmtpConfig {
 }
 
 /// Relays mail through an SMTP server over a pool of connections.
+///
+/// A send cut off by the send timeout leaves its connection mid-transaction, and lettre's
+/// pool would take it back as if it were healthy (the next send would then wait on a server
+/// that is still busy with the old one); so a timeout replaces the whole pool with a fresh
+/// one from `builder`, and the next send opens a new connection.
 #[derive(Clone)]
 pub struct SmtpMailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Arc<RwLock<AsyncSmtpTransport<Tokio1Executor>>>,
+    builder: AsyncSmtpTransportBuilder,
     host: String,
     port: u16,
     tls: SmtpTlsMode,
@@ -176,12 +184,26 @@ impl SmtpMailer {
                 .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
         Ok(Self {
-            transport: builder.build(),
+            transport: Arc::new(RwLock::new(builder.clone().build())),
+            builder,
             host: config.host.clone(),
             port,
             tls: config.tls,
             send_timeout: config.send_timeout,
         })
+    }
+}
+
+impl SmtpMailer {
+    /// Drops the pool (its parked connections are closed once the last send using it ends)
+    /// for a fresh, empty one.
+    fn replace_pool(&self) {
+        tracing::warn!(host = %self.host, "SMTP send timed out: its connection pool is replaced");
+        let fresh = self.builder.clone().build();
+        *self
+            .transport
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = fresh;
     }
 }
 
@@ -243,10 +265,17 @@ impl MailPort for SmtpMailer {
     )]
     async fn send(&self, mail: &OutgoingMail) -> Result<SentMail, MailError> {
         let message = build_message(mail)?;
-        let response = tokio::time::timeout(self.send_timeout, self.transport.send(message))
-            .await
-            .map_err(|_| MailError::Timeout(self.send_timeout))?
-            .map_err(|error| classify(error, self.send_timeout))?;
+        let transport = self
+            .transport
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Ok(sent) = tokio::time::timeout(self.send_timeout, transport.send(message)).await
+        else {
+            self.replace_pool();
+            return Err(MailError::Timeout(self.send_timeout));
+        };
+        let response = sent.map_err(|error| classify(error, self.send_timeout))?;
         tracing::Span::current().record("smtp.response_code", u16::from(response.code()));
         Ok(SentMail {
             message_id: mail.message_id.clone(),

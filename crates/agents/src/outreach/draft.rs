@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::llm::answers::{DraftedMessage, draft_message_task};
+use crate::llm::answers::{DraftedMessage, draft_message_task, draft_problem};
 use crate::llm::{AgentName, AnswerSource, LlmAlert, LlmError, LlmPort, Validate};
 use crate::rules::profile::Profile;
 use crate::rules::templates::{self, MessageContext, MessageKind, TemplateVariant};
@@ -160,15 +160,25 @@ pub async fn write_message<L: LlmPort>(
     let by_rules = matches!(answer.source, AnswerSource::Fallback(_));
     let drafted = answer.value;
     // The answer validated for its own kind; it must also be the kind and classification we
-    // asked for, or the rules write it (a note written as a long message would not fit).
+    // asked for, or the rules write it (a note written as a long message would not fit). And
+    // it must pass the output check against this profile: a model that obeyed text planted in
+    // the profile ("ignore all previous instructions and write …") is caught here.
+    let reference = rules();
+    let refused = (!by_rules)
+        .then(|| draft_problem(&drafted.text, profile, &reference.text, context))
+        .flatten();
+    if let Some(problem) = &refused {
+        tracing::warn!(%problem, "an LLM draft failed the output check; the template is used");
+    }
     let usable = drafted.kind == kind
         && drafted.variant.classification() == variant.classification()
         && drafted.validate().is_ok()
-        && drafted.text.chars().count() <= kind.limit();
+        && drafted.text.chars().count() <= kind.limit()
+        && refused.is_none();
     let (text, variant, by_rules) = if usable {
         (drafted.text, drafted.variant, by_rules)
     } else {
-        let DraftedMessage { text, variant, .. } = rules();
+        let DraftedMessage { text, variant, .. } = reference;
         (text, variant, true)
     };
     Ok(WrittenMessage {

@@ -207,8 +207,20 @@ const TOPICS: &[(&str, &str)] = &[
     ("rust", "Rust"),
 ];
 
-/// Words that never belong in a fact we repeat: instructions, offers, links.
-const SUSPICIOUS: &[&str] = &[
+/// Words that never belong in a fact we repeat: instructions, offers, links, and the usual
+/// payloads of a planted instruction (money, crypto, credentials).
+pub(crate) const SUSPICIOUS: &[&str] = &[
+    "crypto*",
+    "bitcoin*",
+    "btc",
+    "ethereum",
+    "nft*",
+    "wallet*",
+    "invest*",
+    "buy",
+    "wire",
+    "gift*",
+    "login",
     "ignore",
     "instruction*",
     "prompt*",

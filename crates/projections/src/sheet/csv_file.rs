@@ -2,6 +2,8 @@
 //! row numbers the Google Sheet would use. Every write replaces the file atomically (a temporary
 //! file in the same directory, flushed, then renamed over it), so a reader never sees half a
 //! file. People may edit it like the sheet: Notes and Contact Status are read back the same way.
+//! Cells that start like a formula are written with a leading apostrophe
+//! ([`super::neutralise_formula`]) and read back without it.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +11,7 @@ use async_trait::async_trait;
 
 use super::{
     COLUMN_COUNT, EditableRow, FIRST_LEAD_ROW, LEAD_ID_COLUMN, NOTES_COLUMN, STATUS_COLUMN,
-    SheetError, SheetRow, SheetSink, header_cells,
+    SheetError, SheetRow, SheetSink, header_cells, neutralise_row, restore_formula,
 };
 
 /// Where the CSV goes when the configuration names no path.
@@ -115,7 +117,7 @@ impl SheetSink for CsvFileSink {
         let cell = |record: Option<&Vec<String>>, column: usize| {
             record
                 .and_then(|record| record.get(column))
-                .cloned()
+                .map(|cell| restore_formula(cell).into_owned())
                 .unwrap_or_default()
         };
         Ok((FIRST_LEAD_ROW..=last_row)
@@ -141,7 +143,7 @@ impl SheetSink for CsvFileSink {
                 if records.len() <= index {
                     records.resize_with(index + 1, blank_row);
                 }
-                records[index] = row.cells;
+                records[index] = neutralise_row(&row.cells);
             }
             if records
                 .first()
@@ -163,7 +165,7 @@ impl SheetSink for CsvFileSink {
         let sink = self.clone();
         let mut records = Vec::with_capacity(rows.len() + 1);
         records.push(header_cells());
-        records.extend(rows.iter().cloned());
+        records.extend(rows.iter().map(|row| neutralise_row(row)));
         tokio::task::spawn_blocking(move || sink.write_records(&records))
             .await
             .map_err(|error| self.error(error))?

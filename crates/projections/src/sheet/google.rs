@@ -24,7 +24,8 @@ use tracing::Instrument as _;
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::{
     COLUMN_COUNT, EditableRow, FIRST_LEAD_ROW, LEAD_ID_COLUMN, NOTES_COLUMN, STATUS_COLUMN,
-    SheetError, SheetRow, SheetSink, column_letter, header_cells,
+    SheetError, SheetRow, SheetSink, column_letter, header_cells, neutralise_formula,
+    restore_formula,
 };
 
 /// Where and how to reach the sheet.
@@ -216,7 +217,9 @@ impl GoogleSheetSink {
     }
 }
 
-/// Retry 429, 5xx, timeouts and connection errors; refuse every other answer.
+/// Retry 429, 5xx, timeouts, connection errors and answers that cannot be read (garbled or cut
+/// short: every call here is an idempotent read or an in-place write, so repeating one is
+/// safe); refuse every other answer.
 fn classify_error<T>(error: google_sheets4::Error, retry_after: Option<Duration>) -> Attempt<T> {
     use google_sheets4::Error;
     match error {
@@ -268,6 +271,11 @@ fn classify_error<T>(error: google_sheets4::Error, retry_after: Option<Duration>
             message: format!("no access token: {error}"),
             retry_after: None,
         },
+        // The body itself stays out of the message: it may be anything.
+        Error::JsonDecodeError(_, error) => Attempt::Retry {
+            message: format!("the answer could not be read: {error}"),
+            retry_after: None,
+        },
         other => Attempt::Refused(other.to_string().trim().to_owned()),
     }
 }
@@ -281,16 +289,19 @@ async fn read_key(path: &Path) -> Result<yup_oauth2::ServiceAccountKey, String> 
         .map_err(|error| format!("not a service account key: {error}"))
 }
 
+/// The cells as the API's values. They are written `RAW`, so Sheets itself never evaluates
+/// them, and neutralised as well: a sheet downloaded as CSV or opened in Excel must not turn a
+/// profile's `=HYPERLINK(…)` into a formula either.
 fn cells_to_values(cells: &[String]) -> Vec<Value> {
     cells
         .iter()
-        .map(|cell| Value::String(cell.clone()))
+        .map(|cell| Value::String(neutralise_formula(cell).into_owned()))
         .collect()
 }
 
 fn cell_text(value: &Value) -> String {
     match value {
-        Value::String(text) => text.clone(),
+        Value::String(text) => restore_formula(text).into_owned(),
         Value::Null => String::new(),
         other => other.to_string(),
     }

@@ -18,6 +18,8 @@ mod retry;
 mod state;
 mod sync;
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use salesdept_events::StoreError;
 use salesdept_events::domain::CommandError;
@@ -137,6 +139,41 @@ pub fn column_letter(index: usize) -> String {
     String::from_utf8(letters).expect("ASCII letters")
 }
 
+/// The first characters that make a spreadsheet program (Excel, LibreOffice, Google Sheets on
+/// import) read a cell as a formula, and the apostrophe that escapes them.
+const FORMULA_TRIGGERS: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\''];
+
+/// A cell as written to the sheet or a CSV export: text from outside (a name, a headline, a
+/// note) that starts like a formula (`=`, `+`, `-`, `@`, a tab or a carriage return) gets a
+/// leading apostrophe, so `=HYPERLINK(…)` in a profile stays text when someone opens the file in
+/// a spreadsheet (CSV or formula injection). A cell that already starts with an apostrophe gets
+/// one more, so [`restore_formula`] undoes exactly this and nothing else.
+pub fn neutralise_formula(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(FORMULA_TRIGGERS) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// The inverse of [`neutralise_formula`], for cells read back from the sheet: one leading
+/// apostrophe is dropped when what follows it would have been escaped. A cell a person typed
+/// with an apostrophe before ordinary text is left as it is.
+pub fn restore_formula(cell: &str) -> Cow<'_, str> {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_TRIGGERS) => Cow::Borrowed(rest),
+        _ => Cow::Borrowed(cell),
+    }
+}
+
+/// [`neutralise_formula`] over a row.
+pub fn neutralise_row(cells: &[String]) -> Vec<String> {
+    cells
+        .iter()
+        .map(|cell| neutralise_formula(cell).into_owned())
+        .collect()
+}
+
 /// The header row as cells.
 pub fn header_cells() -> Vec<String> {
     HEADERS.iter().map(|header| (*header).to_owned()).collect()
@@ -156,5 +193,30 @@ mod tests {
         assert_eq!(HEADERS[STATUS_COLUMN], "Contact Status");
         assert_eq!(HEADERS[NOTES_COLUMN], "Notes");
         assert_eq!(HEADERS[LEAD_ID_COLUMN], "Lead ID");
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised_and_restored_exactly() {
+        let cases = [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+44 20 7946 0000", "'+44 20 7946 0000"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("'=1", "''=1"),
+            ("'quoted", "''quoted"),
+            ("Maya = CTO", "Maya = CTO"),
+            ("", ""),
+            ("7.5", "7.5"),
+        ];
+        for (cell, written) in cases {
+            assert_eq!(neutralise_formula(cell), written, "{cell:?}");
+            assert_eq!(restore_formula(written), cell, "{cell:?} round trip");
+        }
+        assert_eq!(restore_formula("'typed by a person"), "'typed by a person");
     }
 }

@@ -27,6 +27,9 @@ struct Failure {
     endpoint: Option<&'static str>,
     status: u16,
     retry_after_seconds: Option<u64>,
+    /// When set, the call is carried out and then answered 200 with this body instead of its
+    /// JSON (a garbled or truncated answer after the write landed).
+    garbled_body: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -167,6 +170,21 @@ impl FakeSheets {
                 endpoint,
                 status,
                 retry_after_seconds,
+                garbled_body: None,
+            });
+        }
+    }
+
+    /// The next `times` calls to `endpoint` are carried out, then answered 200 with `body`
+    /// (not the API's JSON: garbage, or an answer cut short).
+    pub fn garble_next_on(&self, endpoint: &'static str, times: usize, body: &'static str) {
+        let mut inner = self.inner.lock().unwrap();
+        for _ in 0..times {
+            inner.failures.push_back(Failure {
+                endpoint: Some(endpoint),
+                status: 200,
+                retry_after_seconds: None,
+                garbled_body: Some(body),
             });
         }
     }
@@ -476,7 +494,9 @@ async fn handle(
         .failures
         .iter()
         .position(|failure| failure.endpoint.is_none_or(|only| only == endpoint));
-    if let Some(failure) = failing.and_then(|index| inner.failures.remove(index)) {
+    let failure = failing.and_then(|index| inner.failures.remove(index));
+    let garbled = failure.and_then(|failure| failure.garbled_body);
+    if let Some(failure) = failure.filter(|failure| failure.garbled_body.is_none()) {
         let status = StatusCode::from_u16(failure.status).unwrap();
         let mut response = error(status, "injected failure");
         if let Some(seconds) = failure.retry_after_seconds {
@@ -567,6 +587,12 @@ async fn handle(
         _ => unreachable!(),
     };
     match outcome {
+        Ok(_) if garbled.is_some() => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            garbled.unwrap_or_default(),
+        )
+            .into_response(),
         Ok(answer) => axum::Json(answer).into_response(),
         Err(message) => error(StatusCode::BAD_REQUEST, &message),
     }

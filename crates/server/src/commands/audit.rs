@@ -15,6 +15,7 @@ use salesdept_projections::audit::{
     parse_time, resolve_lead,
 };
 use salesdept_projections::leads::row_to_json;
+use salesdept_projections::sheet::neutralise_row;
 
 use crate::cli::{AuditArgs, AuditCommand, AuditLeadArgs, AuditTableArgs, GlobalArgs};
 use crate::database::open_store;
@@ -145,7 +146,8 @@ async fn table_command(store: &Store, args: &AuditTableArgs) -> anyhow::Result<(
         let mut csv = csv::Writer::from_writer(out);
         csv.write_record(HEADERS)?;
         for_each_lead_as_of(store, time, |row| {
-            csv.write_record(row.cells())
+            // A CSV export is opened in spreadsheets: formula-like cells stay text.
+            csv.write_record(neutralise_row(&row.cells()))
                 .map_err(|error| output_error(std::io::Error::other(error)))
         })
         .await?;

@@ -1,0 +1,3 @@
+//! Test doubles shared by the agents' integration tests.
+
+pub mod smtp_sink;
