@@ -4,60 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use common::serve::{start, stop, write_config};
+
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "serve-test-token-0123456789";
-
-fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let config = dir.join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agents.yaml"),
-    )
-    .unwrap();
-    std::fs::write(
-        config.join("agents.yaml"),
-        format!(
-            "{shipped}\napi:\n  tokens:\n    - {{user: tester, role: viewer, token: \"{TOKEN}\"}}\n"
-        ),
-    )
-    .unwrap();
-    config
-}
-
-/// Starts the service and returns it with its base URL.
-fn start(
-    dir: &std::path::Path,
-    config: &std::path::Path,
-    database: Option<&str>,
-) -> (Child, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_salesdept"));
-    command
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .args(["--config"])
-        .arg(config);
-    if let Some(url) = database {
-        command.args(["--database", url]);
-    }
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--demo"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(url) = line.strip_prefix("salesdept serving on ") {
-            break url.trim().to_owned();
-        }
-    };
-    (child, url)
-}
 
 async fn leads(client: &reqwest::Client, url: &str) -> serde_json::Value {
     client
@@ -70,23 +21,6 @@ async fn leads(client: &reqwest::Client, url: &str) -> serde_json::Value {
         .json()
         .await
         .unwrap()
-}
-
-fn stop(mut child: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "serve exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,7 +36,7 @@ async fn serve_demo_on_postgres() {
 
 async fn serve_demo(database: Option<String>, backend: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), TOKEN);
     let client = reqwest::Client::new();
     let (child, url) = start(dir.path(), &config, database.as_deref());
 

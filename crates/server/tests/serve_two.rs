@@ -6,8 +6,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use common::serve::{start, stop, write_config};
+
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -15,47 +16,6 @@ use sqlx::PgPool;
 const TOKEN: &str = "two-serve-test-token-0123456789";
 /// The shipped configuration's daily cap per account.
 const DAILY_CAP: i64 = 45;
-
-fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let config = dir.join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agents.yaml"),
-    )
-    .unwrap();
-    std::fs::write(
-        config.join("agents.yaml"),
-        format!(
-            "{shipped}\napi:\n  tokens:\n    - {{user: tester, role: viewer, token: \"{TOKEN}\"}}\n"
-        ),
-    )
-    .unwrap();
-    config
-}
-
-/// Starts a service in its own data directory on `database`; returns it with its base URL.
-fn start(dir: &std::path::Path, config: &std::path::Path, database: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_salesdept"))
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .args(["--config"])
-        .arg(config)
-        .args(["--database", database])
-        .args(["serve", "--listen", "127.0.0.1:0", "--demo"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(url) = line.strip_prefix("salesdept serving on ") {
-            break url.trim().to_owned();
-        }
-    };
-    (child, url)
-}
 
 async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
     let response = client
@@ -166,10 +126,10 @@ async fn two_serve_processes_share_the_work_one_at_a_time_and_the_standby_takes_
     let database = common::ScratchDatabase::create("salesdept_serve_two");
     let first_dir = tempfile::tempdir().unwrap();
     let second_dir = tempfile::tempdir().unwrap();
-    let config = write_config(first_dir.path());
+    let config = write_config(first_dir.path(), TOKEN);
     let client = reqwest::Client::new();
 
-    let (first, first_url) = start(first_dir.path(), &config, &database.url);
+    let (first, first_url) = start(first_dir.path(), &config, Some(&database.url));
     ready_as(&client, &first_url, "active", Duration::from_secs(90)).await;
     let pool = PgPool::connect(&database.url).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -183,7 +143,7 @@ async fn two_serve_processes_share_the_work_one_at_a_time_and_the_standby_takes_
     }
 
     // The second process serves the same leads but runs nothing.
-    let (second, second_url) = start(second_dir.path(), &config, &database.url);
+    let (second, second_url) = start(second_dir.path(), &config, Some(&database.url));
     ready_as(&client, &second_url, "standby", Duration::from_secs(60)).await;
     let (status, leads) = get_json(&client, &format!("{second_url}/api/leads?limit=1")).await;
     assert_eq!(status, 200);
@@ -229,21 +189,7 @@ async fn two_serve_processes_share_the_work_one_at_a_time_and_the_standby_takes_
     assert_eq!(unique.len(), urls.len(), "every profile is a lead once");
 
     // A clean stop hands the department lease back.
-    let status = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut second = second;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            assert!(status.success(), "serve exited with {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stop(second);
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM leases WHERE name = 'department'")
         .fetch_one(&pool)
         .await

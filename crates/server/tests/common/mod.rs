@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+pub mod serve;
+
 /// A database of the calling test's own on the test PostgreSQL server (`DATABASE_URL`, which
 /// the README's test command sets), dropped when this value is.
 pub struct ScratchDatabase {
