@@ -84,8 +84,9 @@ async fn serve_demo(database: Option<String>, backend: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 200);
+    let ready_status = ready.status();
     let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready_status, 200, "{ready}");
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["backend"], backend);
     assert!(ready["jobs"]["scheduled_search"].as_u64().unwrap() >= 1);

@@ -717,24 +717,29 @@ impl Department {
         let Some(lease) = &self.active else {
             return work.await.map_err(Into::into);
         };
-        let mut work = std::pin::pin!(work);
-        let mut check = tokio::time::interval(lease.ttl() / 6);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                result = &mut work => return result.map_err(Into::into),
-                _ = check.tick() => match lease.hold().await {
+        // The renewal is polled alongside the work, never instead of it: on SQLite the renewal
+        // waits for the one write connection, which the work may hold mid-transaction.
+        let renewal = async {
+            let mut check = tokio::time::interval(lease.ttl() / 6);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                check.tick().await;
+                match lease.hold().await {
                     Ok(true) => {}
-                    Ok(false) => return Err(DepartmentError::LeaseLost.into()),
+                    Ok(false) => return DepartmentError::LeaseLost,
                     Err(error) if lease.surely_held() => {
                         tracing::warn!(%error, "cannot renew the department lease; still held");
                     }
                     Err(error) => {
                         tracing::error!(%error, "cannot renew the department lease: stopping the work");
-                        return Err(DepartmentError::LeaseLost.into());
+                        return DepartmentError::LeaseLost;
                     }
-                },
+                }
             }
+        };
+        tokio::select! {
+            result = work => result.map_err(Into::into),
+            lost = renewal => Err(lost.into()),
         }
     }
 
