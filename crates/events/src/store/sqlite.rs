@@ -33,6 +33,17 @@ use crate::upcast::Upcasters;
 const SELECT_COLUMNS: &str = "global_position, transaction_id, stream_id, stream_version, \
      event_id, event_type, schema_version, data, metadata, recorded_at";
 
+/// A `LIMIT` written into the statement, never bound: SQLite re-prepares a statement whose
+/// `LIMIT` is a parameter every time that parameter is bound anew (the plan depends on it), which
+/// made every stream or log read parse its SQL again. The limits in use are a handful of
+/// constants, so each stays one cached statement. None (or a negative limit) reads everything.
+pub(crate) fn limit_clause(limit: Option<i64>) -> String {
+    match limit {
+        Some(limit) if limit >= 0 => format!(" LIMIT {limit}"),
+        _ => String::new(),
+    }
+}
+
 /// The event log in a SQLite file.
 #[derive(Clone)]
 pub struct SqliteEventStore {
@@ -284,7 +295,7 @@ impl SqliteEventStore {
             EventOrder::Global => " ORDER BY global_position",
             EventOrder::Stream => " ORDER BY stream_id, stream_version",
         });
-        sql.push(" LIMIT ").push_bind(query.limit);
+        sql.push(limit_clause(Some(query.limit)));
         let rows = sql.build().fetch_all(&self.inner.read_pool).await?;
         let events = rows
             .iter()
@@ -474,12 +485,12 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 \
-             ORDER BY stream_version LIMIT ?3"
+             ORDER BY stream_version{}",
+            limit_clause(limit)
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(stream_id)
             .bind(from_version)
-            .bind(limit.unwrap_or(-1))
             .fetch_all(&self.inner.read_pool)
             .await?;
         let events = rows
@@ -496,11 +507,11 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
             "SELECT {SELECT_COLUMNS} FROM events WHERE global_position > ?1 \
-             ORDER BY global_position LIMIT ?2"
+             ORDER BY global_position{}",
+            limit_clause(Some(limit))
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.global_position)
-            .bind(limit)
             .fetch_all(&self.inner.read_pool)
             .await?;
         let events = rows
