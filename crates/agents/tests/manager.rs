@@ -955,6 +955,7 @@ async fn the_daily_report_is_stored_once_and_mailed_once(store: Store) {
                             completion_tokens: 30,
                             cached: false,
                             fallback: false,
+                            fallback_reason: None,
                         })),
                 ),
             ],

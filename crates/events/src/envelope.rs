@@ -92,6 +92,13 @@ pub struct LlmUsage {
     /// Whether the answer came from a fallback (another provider or the rules engine).
     #[serde(default)]
     pub fallback: bool,
+    /// Why the model's answer was not used although it arrived, when the rules wrote the
+    /// result instead: a short code naming the check that refused it (for a draft: `link`,
+    /// `email_address`, `payload_word`, `copied_profile_text`, `wrong_kind`,
+    /// `wrong_classification`, `too_long`, `invalid`). Never the refused text nor anything personal. Absent in events recorded
+    /// before it existed, and whenever nothing was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
 }
 
 /// Metadata carried by every event.

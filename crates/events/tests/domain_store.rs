@@ -126,6 +126,7 @@ async fn lead_journey<S: EventStore + ?Sized + 'static>(store: Arc<S>) {
         completion_tokens: 38,
         cached: false,
         fallback: true,
+        fallback_reason: None,
     };
     let classify = LeadCommand::Classify {
         classification: Classification::Speaker,

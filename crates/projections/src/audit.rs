@@ -421,10 +421,21 @@ fn lead_summary(event: &RecordedEvent, lead_event: &LeadEvent) -> String {
             withdrawn.account_id,
             name_of(&withdrawn.reason)
         ),
-        LeadEvent::MessageDrafted(drafted) => format!(
-            "message drafted ({})",
-            kind_text(drafted.kind, drafted.follow_up_number)
-        ),
+        LeadEvent::MessageDrafted(drafted) => {
+            let refused = event
+                .metadata
+                .llm
+                .as_ref()
+                .and_then(|usage| usage.fallback_reason.as_deref())
+                .map(|reason| {
+                    format!("; the LLM's draft was refused ({reason}), the template used")
+                })
+                .unwrap_or_default();
+            format!(
+                "message drafted ({}){refused}",
+                kind_text(drafted.kind, drafted.follow_up_number)
+            )
+        }
         LeadEvent::ReviewRequested(review) => format!(
             "review requested: {}",
             personal(event, review.pii.note.as_deref())

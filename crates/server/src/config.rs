@@ -374,6 +374,13 @@ pub fn interpolate(text: &str, file: &str) -> Result<String, ConfigError> {
     Ok(expanded)
 }
 
+/// The most messages a day a sending account may be configured to send: LinkedIn restricts
+/// accounts that send more (its limits are not published; this is the usual ceiling).
+pub const LINKEDIN_MAX_MESSAGES_PER_DAY: u32 = 150;
+
+/// The most connection invitations a week LinkedIn lets an account send.
+pub const LINKEDIN_MAX_INVITATIONS_PER_WEEK: u32 = 200;
+
 fn parse_time(value: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| format!("{value:?} is not a time HH:MM"))
 }
@@ -459,6 +466,12 @@ impl AgentsConfig {
             "lead_finder.review_confidence_threshold",
             finder.review_confidence_threshold,
         )?;
+        if finder.max_leads_per_day == 0 {
+            return Err(invalid(
+                "lead_finder.max_leads_per_day",
+                "must be at least 1".into(),
+            ));
+        }
         if finder.search_interval_hours == 0 {
             return Err(invalid(
                 "lead_finder.search_interval_hours",
@@ -491,24 +504,46 @@ impl AgentsConfig {
                 ),
             ));
         }
-        if outreach.rate_limit_daily == 0 {
-            return Err(invalid(
-                "outreach.rate_limit_daily",
-                "must be at least 1".into(),
-            ));
-        }
+        let daily_messages = |key: &str, value: u32| {
+            if value == 0 || value > LINKEDIN_MAX_MESSAGES_PER_DAY {
+                Err(invalid(
+                    key,
+                    format!(
+                        "{value} must be from 1 to {LINKEDIN_MAX_MESSAGES_PER_DAY} \
+                         (LinkedIn restricts accounts that send more)"
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let invitations = |key: &str, per_day: u32, per_week: u32| {
+            if per_week > LINKEDIN_MAX_INVITATIONS_PER_WEEK {
+                Err(invalid(
+                    &key.replace("per_day", "per_week"),
+                    format!(
+                        "{per_week} is above LinkedIn's {LINKEDIN_MAX_INVITATIONS_PER_WEEK} \
+                         invitations a week"
+                    ),
+                ))
+            } else if per_day > per_week {
+                Err(invalid(key, "is above invitations_per_week".into()))
+            } else {
+                Ok(())
+            }
+        };
+        daily_messages("outreach.rate_limit_daily", outreach.rate_limit_daily)?;
         if outreach.rate_limit_min_interval_minutes > outreach.rate_limit_max_interval_minutes {
             return Err(invalid(
                 "outreach.rate_limit_min_interval_minutes",
                 "is above rate_limit_max_interval_minutes".into(),
             ));
         }
-        if outreach.invitations_per_day > outreach.invitations_per_week {
-            return Err(invalid(
-                "outreach.invitations_per_day",
-                "is above invitations_per_week".into(),
-            ));
-        }
+        invitations(
+            "outreach.invitations_per_day",
+            outreach.invitations_per_day,
+            outreach.invitations_per_week,
+        )?;
         let start = parse_time(&outreach.working_hours_start)
             .map_err(|m| invalid("outreach.working_hours_start", m))?;
         let end = parse_time(&outreach.working_hours_end)
@@ -578,6 +613,18 @@ impl AgentsConfig {
             if let Some(zone) = &account.timezone {
                 parse_zone(zone).map_err(|m| invalid(&format!("{key}.timezone"), m))?;
             }
+            if let Some(daily) = account.rate_limit_daily {
+                daily_messages(&format!("{key}.rate_limit_daily"), daily)?;
+            }
+            invitations(
+                &format!("{key}.invitations_per_day"),
+                account
+                    .invitations_per_day
+                    .unwrap_or(outreach.invitations_per_day),
+                account
+                    .invitations_per_week
+                    .unwrap_or(outreach.invitations_per_week),
+            )?;
             if finder.linkedin_service == "unipile"
                 && account
                     .provider_account_id
@@ -841,6 +888,30 @@ mod tests {
                 "outreach.working_hours_start",
             ),
             ("timezone: Mars/Olympus\n", "timezone"),
+            (
+                "outreach:\n  rate_limit_daily: 0\n",
+                "outreach.rate_limit_daily",
+            ),
+            (
+                "outreach:\n  rate_limit_daily: 151\n",
+                "outreach.rate_limit_daily",
+            ),
+            (
+                "outreach:\n  accounts: [{id: a, rate_limit_daily: 500}]\n",
+                "outreach.accounts[0].rate_limit_daily",
+            ),
+            (
+                "outreach:\n  invitations_per_week: 500\n",
+                "outreach.invitations_per_week",
+            ),
+            (
+                "outreach:\n  accounts: [{id: a, invitations_per_day: 150}]\n",
+                "outreach.accounts[0].invitations_per_day",
+            ),
+            (
+                "lead_finder:\n  max_leads_per_day: 0\n",
+                "lead_finder.max_leads_per_day",
+            ),
             (
                 "sales_manager:\n  speaker_share: 1.5\n",
                 "sales_manager.speaker_share",

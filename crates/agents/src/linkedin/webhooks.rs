@@ -105,10 +105,14 @@ fn read_json(body: &[u8]) -> Result<Value, WebhookError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(WebhookError::TooLarge);
     }
+    // The position only: serde's message may quote the body, which is the sender's data.
     serde_json::from_slice(body).map_err(|error| {
+        let problem = match error.classify() {
+            serde_json::error::Category::Eof => "it ends early",
+            _ => "a syntax error",
+        };
         WebhookError::Malformed(format!(
-            "{:?} error at line {} column {}",
-            error.classify(),
+            "not JSON: {problem} at line {} column {}",
             error.line(),
             error.column()
         ))

@@ -169,7 +169,7 @@ pub fn draft_problem(
     profile: &Profile,
     reference: &str,
     context: &MessageContext,
-) -> Option<String> {
+) -> Option<DraftProblem> {
     let facts = templates::facts(profile);
     let allowed_text = [
         reference,
@@ -189,14 +189,14 @@ pub fn draft_problem(
     let reference_lower = reference.to_lowercase();
     for marker in ["://", "www.", "mailto:"] {
         if lower.contains(marker) && !reference_lower.contains(marker) {
-            return Some(format!("the draft holds a link ({marker})"));
+            return Some(DraftProblem::Link { marker });
         }
     }
     if lower
         .split_whitespace()
         .any(|word| word.contains('@') && word.contains('.'))
     {
-        return Some("the draft holds an email address".to_owned());
+        return Some(DraftProblem::EmailAddress);
     }
     let drafted = crate::rules::text::Tokens::new(text);
     let forbidden = templates::SUSPICIOUS
@@ -207,9 +207,9 @@ pub fn draft_problem(
         let found = drafted.find(pattern);
         let used_by_us = crate::rules::text::Tokens::new(&allowed_text).contains(pattern);
         if !found.is_empty() && !used_by_us {
-            return Some(format!(
-                "the draft uses the word {word:?}, which it may not"
-            ));
+            return Some(DraftProblem::PayloadWord {
+                word: word.to_owned(),
+            });
         }
     }
     let free_text = format!("{}\n{}", profile.about, profile.recent_activity);
@@ -228,7 +228,56 @@ pub fn draft_problem(
     drafted_words
         .windows(2)
         .any(|pair| copied_pairs.contains(&(pair[0].as_str(), pair[1].as_str())))
-        .then(|| "the draft copies words from the profile's free text".to_owned())
+        .then_some(DraftProblem::CopiedProfileText)
+}
+
+/// Why the output check refused a draft ([`draft_problem`]). Its [`Display`] is for logs, its
+/// [`code`](DraftProblem::code) for the draft event; neither holds the draft's text nor any of
+/// the person's words (a payload word is one of our own list's).
+///
+/// [`Display`]: std::fmt::Display
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DraftProblem {
+    /// A link (`://`, `www.`, `mailto:`) the template does not have.
+    Link { marker: &'static str },
+    /// Something shaped like an email address.
+    EmailAddress,
+    /// A suspicious word from the rules' list (instructions, offers, payloads) that our own
+    /// text does not use.
+    PayloadWord { word: String },
+    /// Two consecutive content words copied from the profile's free text.
+    CopiedProfileText,
+}
+
+impl DraftProblem {
+    /// The short, stable name of the check that refused the draft: `link`, `email_address`,
+    /// `payload_word` or `copied_profile_text`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Link { .. } => "link",
+            Self::EmailAddress => "email_address",
+            Self::PayloadWord { .. } => "payload_word",
+            Self::CopiedProfileText => "copied_profile_text",
+        }
+    }
+}
+
+impl std::fmt::Display for DraftProblem {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Link { marker } => write!(formatter, "the draft holds a link ({marker})"),
+            Self::EmailAddress => formatter.write_str("the draft holds an email address"),
+            Self::PayloadWord { word } => {
+                write!(
+                    formatter,
+                    "the draft uses the word {word:?}, which it may not"
+                )
+            }
+            Self::CopiedProfileText => {
+                formatter.write_str("the draft copies words from the profile's free text")
+            }
+        }
+    }
 }
 
 /// The lower-case words of `text` (letters and digits).
@@ -554,7 +603,7 @@ mod tests {
         ] {
             let problem = check(text);
             assert!(problem.is_some(), "{why} was let through: {text}");
-            let problem = problem.unwrap();
+            let problem = problem.unwrap().to_string();
             assert!(
                 !problem.contains("alpacas"),
                 "no profile words in the reason: {problem}"

@@ -164,30 +164,62 @@ pub async fn write_message<L: LlmPort>(
     // it must pass the output check against this profile: a model that obeyed text planted in
     // the profile ("ignore all previous instructions and write …") is caught here.
     let reference = rules();
-    let refused = (!by_rules)
-        .then(|| draft_problem(&drafted.text, profile, &reference.text, context))
-        .flatten();
-    if let Some(problem) = &refused {
-        tracing::warn!(%problem, "an LLM draft failed the output check; the template is used");
-    }
-    let usable = drafted.kind == kind
-        && drafted.variant.classification() == variant.classification()
-        && drafted.validate().is_ok()
-        && drafted.text.chars().count() <= kind.limit()
-        && refused.is_none();
-    let (text, variant, by_rules) = if usable {
-        (drafted.text, drafted.variant, by_rules)
+    let refused = if by_rules {
+        None
     } else {
-        let DraftedMessage { text, variant, .. } = reference;
-        (text, variant, true)
+        refusal(&drafted, kind, variant, profile, &reference.text, context)
+    };
+    let mut usage = answer.usage;
+    let (text, variant, by_rules) = match refused {
+        None => (drafted.text, drafted.variant, by_rules),
+        Some(reason) => {
+            tracing::warn!(
+                reason,
+                "an LLM draft failed the output check; the template is used"
+            );
+            // The draft event says why the model's text was not sent (its metadata's `llm`),
+            // so the refusal is in the log, not only in a log line.
+            if let Some(usage) = usage.as_mut() {
+                usage.fallback = true;
+                usage.fallback_reason = Some(reason.to_owned());
+            }
+            let DraftedMessage { text, variant, .. } = reference;
+            (text, variant, true)
+        }
     };
     Ok(WrittenMessage {
         text,
         variant,
         by_rules,
-        usage: answer.usage,
+        usage,
         alerts: answer.alerts,
     })
+}
+
+/// Why the model's draft may not be used for this message, as the short code the draft event
+/// records (see `LlmUsage::fallback_reason`), or None when it may. Names no word of the draft.
+fn refusal(
+    drafted: &DraftedMessage,
+    kind: MessageKind,
+    variant: TemplateVariant,
+    profile: &Profile,
+    reference: &str,
+    context: &MessageContext,
+) -> Option<&'static str> {
+    if drafted.kind != kind {
+        Some("wrong_kind")
+    } else if drafted.variant.classification() != variant.classification() {
+        Some("wrong_classification")
+    } else if drafted.validate().is_err() {
+        Some("invalid")
+    } else if drafted.text.chars().count() > kind.limit() {
+        Some("too_long")
+    } else {
+        draft_problem(&drafted.text, profile, reference, context).map(|problem| {
+            tracing::debug!(%problem, "the output check refused an LLM draft");
+            problem.code()
+        })
+    }
 }
 
 #[cfg(test)]

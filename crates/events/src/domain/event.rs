@@ -338,6 +338,7 @@ mod tests {
             completion_tokens: 30,
             cached: true,
             fallback: false,
+            fallback_reason: None,
         };
         let correlation = Uuid::now_v7();
         let cause = Uuid::now_v7();

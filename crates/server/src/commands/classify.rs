@@ -81,6 +81,21 @@ pub async fn run(global: &GlobalArgs, command: &ClassifyCommand) -> anyhow::Resu
 
 /// The LLM configuration an agent is configured with, or None for the rules engine (also
 /// when `rules_only`).
+/// Checks `llm.yaml` (when present, whether or not an agent uses it) and every agent's
+/// `llm_provider` against it: what `serve` builds its LLM router from, checked before anything
+/// is opened or written.
+pub(crate) fn check_llm_chains(global: &GlobalArgs) -> anyhow::Result<()> {
+    load_llm(&global.config)?;
+    for agent in [
+        AgentName::LeadFinder,
+        AgentName::Outreach,
+        AgentName::SalesManager,
+    ] {
+        llm_chain(global, agent, false)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn llm_chain(
     global: &GlobalArgs,
     agent: AgentName,

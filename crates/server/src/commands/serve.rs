@@ -54,6 +54,9 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     // Installed first, so the metrics of the first jobs are recorded.
     let metrics = http::metrics::recorder();
     let agents = load_agents(&global.config)?;
+    // Every configuration file is checked before the data directory or the database is
+    // touched: a bad llm.yaml must not leave a fresh, migrated database behind.
+    crate::commands::classify::check_llm_chains(global)?;
     let data = PathBuf::from(DATA_DIR);
     std::fs::create_dir_all(&data)
         .with_context(|| format!("cannot create the data directory {}", data.display()))?;

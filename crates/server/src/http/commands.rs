@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::auth::{Operator, User};
-use super::{ApiError, ApiJson, ApiPath, ApiState};
+use super::{ApiError, ApiJson, ApiPath, ApiState, NoFields};
 
 /// The agents that can be paused.
 pub const AGENTS: [&str; 3] = ["lead_finder", "outreach", "sales_manager"];
@@ -62,6 +62,51 @@ fn text(value: Option<String>) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
+/// The longest reason a command takes, in characters: a sentence or two, not a document.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// The longest name (of a team member, a search term), in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// The most entries a search criterion's list takes.
+pub const MAX_CRITERIA_ENTRIES: usize = 50;
+
+/// Refuses text of `name` longer than `max` characters.
+fn at_most(text: &str, name: &str, max: usize) -> Result<(), ApiError> {
+    let length = text.chars().count();
+    if length > max {
+        Err(ApiError::unprocessable(format!(
+            "{name} has {length} characters; at most {max}"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// A reason a person typed: trimmed, None when blank, refused when too long.
+pub fn reason(value: Option<String>) -> Result<Option<String>, ApiError> {
+    let reason = text(value);
+    if let Some(reason) = &reason {
+        at_most(reason, "reason", MAX_REASON_CHARS)?;
+    }
+    Ok(reason)
+}
+
+/// A search criterion's list: at most [`MAX_CRITERIA_ENTRIES`] entries of at most
+/// [`MAX_NAME_CHARS`] characters each.
+fn criteria_list(entries: Vec<String>, name: &str) -> Result<Vec<String>, ApiError> {
+    if entries.len() > MAX_CRITERIA_ENTRIES {
+        return Err(ApiError::unprocessable(format!(
+            "{name} has {} entries; at most {MAX_CRITERIA_ENTRIES}",
+            entries.len()
+        )));
+    }
+    for entry in &entries {
+        at_most(entry, &format!("{name}: an entry"), MAX_NAME_CHARS)?;
+    }
+    Ok(entries)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
@@ -76,7 +121,7 @@ pub async fn do_not_contact(
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let command = LeadCommand::MarkDoNotContact {
-        reason: text(body.reason),
+        reason: reason(body.reason)?,
     };
     lead_command(&state, &user, id, command).await
 }
@@ -115,9 +160,10 @@ pub async fn reassign(
     if to.is_empty() {
         return Err(ApiError::unprocessable("to must name who takes the lead"));
     }
+    at_most(&to, "to", MAX_NAME_CHARS)?;
     let command = LeadCommand::Reassign {
         to,
-        reason: text(body.reason),
+        reason: reason(body.reason)?,
     };
     lead_command(&state, &user, id, command).await
 }
@@ -139,7 +185,7 @@ pub async fn close(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let command = LeadCommand::Close {
         outcome: body.outcome,
-        reason: text(body.reason),
+        reason: reason(body.reason)?,
     };
     lead_command(&state, &user, id, command).await
 }
@@ -161,7 +207,7 @@ pub async fn classification(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let command = LeadCommand::OverrideClassification {
         classification: body.classification,
-        reason: text(body.reason),
+        reason: reason(body.reason)?,
     };
     lead_command(&state, &user, id, command).await
 }
@@ -183,7 +229,7 @@ pub async fn score(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let command = LeadCommand::OverrideScore {
         score: body.score,
-        reason: text(body.reason),
+        reason: reason(body.reason)?,
     };
     lead_command(&state, &user, id, command).await
 }
@@ -209,7 +255,7 @@ pub async fn pause_agent(
     known_agent(&agent)?;
     let command = DepartmentCommand::PauseAgent {
         agent,
-        reason: text(body.reason).unwrap_or_default(),
+        reason: reason(body.reason)?.unwrap_or_default(),
     };
     let result = state
         .handler
@@ -223,6 +269,7 @@ pub async fn resume_agent(
     Operator(user): Operator,
     State(state): State<ApiState>,
     ApiPath(agent): ApiPath<String>,
+    ApiJson(NoFields {}): ApiJson<NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     known_agent(&agent)?;
     let command = DepartmentCommand::ResumeAgent { agent };
@@ -266,14 +313,14 @@ pub async fn request_search(
     let command = SearchCommand::Request {
         search_id,
         criteria: SearchCriteria {
-            keywords: body.keywords,
-            positions: body.positions,
-            industries: body.industries,
-            locations: body.locations,
-            company_sizes: body.company_sizes,
+            keywords: criteria_list(body.keywords, "keywords")?,
+            positions: criteria_list(body.positions, "positions")?,
+            industries: criteria_list(body.industries, "industries")?,
+            locations: criteria_list(body.locations, "locations")?,
+            company_sizes: criteria_list(body.company_sizes, "company_sizes")?,
             limit: body.limit,
         },
-        reason: text(body.reason).unwrap_or_else(|| format!("requested by {}", user.name)),
+        reason: reason(body.reason)?.unwrap_or_else(|| format!("requested by {}", user.name)),
     };
     let stream = search_stream(search_id);
     let result = state
@@ -292,6 +339,7 @@ pub async fn forget(
     super::auth::Admin(user): super::auth::Admin,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<Uuid>,
+    ApiJson(NoFields {}): ApiJson<NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     use salesdept_events::EventStore;
     let stream = lead_stream(id);

@@ -32,6 +32,7 @@ pub async fn retry(
     Admin(user): Admin,
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
+    super::ApiJson(super::NoFields {}): super::ApiJson<super::NoFields>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !request_dead_letter_retry(&state.store, id).await? {
         return Err(ApiError::not_found(format!(

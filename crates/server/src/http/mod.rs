@@ -12,6 +12,8 @@
 //! | dead letters | [`dead_letters`] |
 
 pub mod auth;
+#[cfg(test)]
+mod bad_input_tests;
 pub mod commands;
 pub mod dashboard;
 pub mod dead_letters;
@@ -23,6 +25,8 @@ pub mod reports;
 pub mod review;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_bad_input_tests;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -142,14 +146,20 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// A JSON body: malformed JSON is 400, well-formed JSON of the wrong shape 422, too large 413;
-/// an empty body reads as `{}` (every field optional then must have its default).
+/// A JSON body: malformed JSON is 400, well-formed JSON of the wrong shape (or not an object)
+/// 422, too large 413, a body sent as something other than JSON (`Content-Type` given and not
+/// `application/json` or `…+json`) 415; an empty body reads as `{}` (every field optional then
+/// must have its default), and a body without a content type is read as JSON.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|value| value.to_str().unwrap_or("(not text)").to_owned());
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -166,17 +176,70 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
+            if let Some(content_type) = content_type.filter(|value| !is_json(value)) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "the body must be JSON with Content-Type: application/json, not {content_type:?}"
+                    ),
+                ));
+            }
             &bytes
         };
+        let not_json = |error: serde_json::Error| {
+            ApiError::bad_request(format!("the body is not JSON: {error}"))
+        };
+        // A list or a lone value is not a command, even where serde would read one into a
+        // struct (a list into a struct of no fields).
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            let value: serde_json::Value = serde_json::from_slice(bytes).map_err(not_json)?;
+            let kind = match value {
+                serde_json::Value::Array(_) => "a list",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            };
+            return Err(ApiError::unprocessable(format!(
+                "invalid body: the body must be a JSON object, not {kind}"
+            )));
+        }
         serde_json::from_slice(bytes).map(Self).map_err(|error| {
             use serde_json::error::Category;
             match error.classify() {
                 Category::Data => ApiError::unprocessable(format!("invalid body: {error}")),
-                _ => ApiError::bad_request(format!("the body is not JSON: {error}")),
+                // serde_json reports a value that cannot start the type asked for (a number
+                // where a name is expected) as a syntax error, though the body is JSON.
+                Category::Syntax if serde_json::from_slice::<serde_json::Value>(bytes).is_ok() => {
+                    ApiError::unprocessable(format!(
+                        "invalid body: the value at line {} column {} has the wrong type",
+                        error.line(),
+                        error.column()
+                    ))
+                }
+                _ => not_json(error),
             }
         })
     }
 }
+
+/// Whether a `Content-Type` names JSON: `application/json` or a `+json` type, any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A body for a command that takes no fields: empty, `{}`, or refused like any bad body.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
 
 /// Path parameters; a malformed one (e.g. not a UUID) is 400.
 pub struct ApiPath<T>(pub T);

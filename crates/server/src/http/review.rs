@@ -191,7 +191,7 @@ pub async fn reject(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let command = LeadCommand::RejectMessage {
         draft_id,
-        reason: body.reason,
+        reason: super::commands::reason(body.reason)?,
     };
     decide(&state, &user, lead_id, &command).await
 }

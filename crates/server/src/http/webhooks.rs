@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,31 +56,51 @@ pub fn router(secret: Option<ConfigSecret>, inbox: Arc<Notify>, clock: Arc<dyn C
         })
 }
 
-async fn unipile(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The raw body, or why it cannot be had: above the limit it is [`WebhookError::TooLarge`], so
+/// the sender gets the same JSON answer whether axum's limit or the parser's caught it.
+type Body = Result<Bytes, BytesRejection>;
+
+fn read_body(body: Body) -> Result<Bytes, WebhookError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            WebhookError::TooLarge
+        } else {
+            WebhookError::Malformed("the body could not be read".into())
+        }
+    })
+}
+
+async fn unipile(State(state): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
     let presented = headers
         .get("x-webhook-secret")
         .and_then(|value| value.to_str().ok());
-    let result = verify_shared_secret(state.secret.secret(), presented)
-        .and_then(|()| parse_unipile(&body, state.clock.now()));
+    let result = read_body(body).and_then(|body| {
+        verify_shared_secret(state.secret.secret(), presented)
+            .and_then(|()| parse_unipile(&body, state.clock.now()))
+    });
     accept(&state, "unipile", result)
 }
 
 async fn dripify(
     State(state): State<WebhookState>,
     Path(secret): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let result = verify_shared_secret(state.secret.secret(), Some(&secret))
-        .and_then(|()| parse_dripify(&body, state.clock.now()));
+    let result = read_body(body).and_then(|body| {
+        verify_shared_secret(state.secret.secret(), Some(&secret))
+            .and_then(|()| parse_dripify(&body, state.clock.now()))
+    });
     accept(&state, "dripify", result)
 }
 
-async fn generic(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn generic(State(state): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
     let signature = headers
         .get("x-signature")
         .and_then(|value| value.to_str().ok());
-    let result = verify_hmac_sha256(state.secret.secret(), &body, signature)
-        .and_then(|()| parse_generic(&body, state.clock.now()));
+    let result = read_body(body).and_then(|body| {
+        verify_hmac_sha256(state.secret.secret(), &body, signature)
+            .and_then(|()| parse_generic(&body, state.clock.now()))
+    });
     accept(&state, "generic", result)
 }
 

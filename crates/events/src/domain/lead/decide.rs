@@ -206,6 +206,26 @@ fn non_blank(text: &str, what: &str) -> Result<(), DomainError> {
     }
 }
 
+/// The longest note a person may add, in characters: notes are lines of the Sheet's Notes
+/// cell, which holds at most 50,000 characters (Google Sheets refuses a longer cell, and the
+/// whole Sheet sync with it).
+pub const MAX_NOTE_CHARS: usize = 5_000;
+
+/// The longest message text a person may approve, in characters: LinkedIn's limit for a
+/// message.
+pub const MAX_MESSAGE_CHARS: usize = 8_000;
+
+fn at_most(text: &str, what: &str, max: usize) -> Result<(), DomainError> {
+    let length = text.trim().chars().count();
+    if length > max {
+        Err(invalid(format!(
+            "{what} has {length} characters; at most {max}"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 fn non_blank_option(text: &Option<String>) -> Option<String> {
     text.as_ref()
         .filter(|text| !text.trim().is_empty())
@@ -551,6 +571,7 @@ impl LeadState {
         self.require(LeadTransition::Approve)?;
         if let Some(text) = edited_text {
             non_blank(text, "the edited message")?;
+            at_most(text, "the edited message", MAX_MESSAGE_CHARS)?;
         }
         Ok(vec![
             MessageApproved {
@@ -1200,6 +1221,7 @@ impl Aggregate for LeadState {
             LeadCommand::AddNote { text } => {
                 self.require_known()?;
                 non_blank(text, "the note")?;
+                at_most(text, "the note", MAX_NOTE_CHARS)?;
                 self.require(LeadTransition::AddNote)?;
                 Ok(vec![
                     NoteAdded {

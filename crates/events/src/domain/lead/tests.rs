@@ -1909,6 +1909,42 @@ fn notes_are_personal_and_never_empty() {
 }
 
 #[test]
+fn a_note_longer_than_the_sheet_takes_and_an_edit_longer_than_linkedin_takes_are_refused() {
+    let error = lead(contacted(test_time()))
+        .by_human("alice")
+        .when(LeadCommand::AddNote {
+            text: "x".repeat(super::decide::MAX_NOTE_CHARS + 1),
+        })
+        .then_err();
+    assert!(error.to_string().contains("at most 5000"), "{error}");
+    lead(contacted(test_time()))
+        .by_human("alice")
+        .when(LeadCommand::AddNote {
+            text: "x".repeat(super::decide::MAX_NOTE_CHARS),
+        })
+        .then_ok();
+    let held = with(
+        ready(true),
+        [
+            drafted(draft_id(1), MessageKind::Initial, None),
+            review_requested(draft_id(1)),
+        ],
+    );
+    let error = lead(held)
+        .by_human("alice")
+        .when(LeadCommand::ApproveMessage {
+            draft_id: draft_id(1),
+            edited_text: Some("x".repeat(super::decide::MAX_MESSAGE_CHARS + 1)),
+        })
+        .then_err();
+    assert!(
+        matches!(error, DomainError::InvalidCommand(_))
+            && error.to_string().contains("at most 8000"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_forgotten_person_is_blanked_and_never_contacted_again() {
     lead(contacted(test_time()))
         .when(LeadCommand::Forget)
