@@ -41,13 +41,7 @@ async fn post_raw(
         .oneshot(request.body(Body::from(body)).unwrap())
         .await
         .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let answer = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, answer)
+    super::tests::answer(response).await
 }
 
 const JSON: Option<&str> = Some("application/json");

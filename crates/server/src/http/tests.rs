@@ -84,15 +84,22 @@ async fn call(
     }
     .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
+    let (status, value) = answer(response).await;
+    let text = value.to_string();
+    for token in TOKENS {
+        assert!(!text.contains(token), "a token in a response: {text}");
+    }
+    (status, value)
+}
+
+/// A response's status and body: its JSON, or its text as a JSON string when it is not JSON.
+pub(super) async fn answer(response: axum::response::Response) -> (StatusCode, Value) {
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
-    for token in TOKENS {
-        assert!(!text.contains(token), "a token in a response: {text}");
-    }
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, value)
 }
 

@@ -83,13 +83,7 @@ async fn deliver(app: &axum::Router, delivery: &Delivery) -> (StatusCode, Value)
         )
         .await
         .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let answer = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, answer)
+    super::tests::answer(response).await
 }
 
 /// Whether the inbox check was woken since the last look (a `notify_one` with nobody waiting
